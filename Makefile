@@ -1,0 +1,56 @@
+# One place for every entry point. `make eval` and `make test` do all the set-up themselves.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HARNESS := $(BIN)/harness
+
+FILTER ?= hype10+dfn
+SCALE ?= tiny
+SEED ?= 0
+SEEDS ?= 1
+FILTERS ?= no_filter random30 clip_l14_30
+WORLD ?= .cache/world-seed0
+RUNS ?= runs
+PYTEST_ARGS ?=
+
+.PHONY: setup eval compare report test lint bench world clean-runs browser
+
+# Idempotent: the stamp is rebuilt only when the pinned dependencies change.
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip==25.2
+	$(BIN)/pip install -q -r requirements.lock
+	$(BIN)/pip install -q --no-deps -e .
+	touch $@
+
+world: setup
+	$(HARNESS) world --seed 0 --out $(WORLD)
+
+eval: setup
+	$(HARNESS) run --filter '$(FILTER)' --scale $(SCALE) --seed $(SEED) --world $(WORLD) --runs $(RUNS)
+
+compare: setup
+	$(HARNESS) compare --filters '$(FILTERS)' --seeds $(SEEDS) --scale $(SCALE) --world $(WORLD) --runs $(RUNS) --out $(RUNS)/report
+
+report: setup
+	$(HARNESS) report $(RUNS) --out $(RUNS)/report
+
+# Headless Chromium for the HTML report test (Debian package).
+browser:
+	@command -v chromium >/dev/null || bash scripts/install-chromium.sh
+
+test: setup browser
+	$(BIN)/ruff check harness baselines tests examples
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check harness baselines tests examples
+
+bench: setup
+	$(BIN)/python -m harness.bench --out BENCHMARKS.generated.md
+
+clean-runs:
+	rm -rf $(RUNS)
