@@ -1,0 +1,315 @@
+"""The `harness` command: one subcommand per stage, plus `run` (the whole flow) and `compare`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+DEFAULT_WORLD = Path(".cache/world-seed0")
+
+
+def _add_source(p: argparse.ArgumentParser) -> None:
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--world", type=Path, help=f"a generated tiny world (built if missing; default {DEFAULT_WORLD})")
+    src.add_argument("--pool", type=Path, help="a real DataComp pool directory (metadata/ and shards/)")
+    p.add_argument("--plugins", action="append", default=[], metavar="FILE",
+                   help="load extra filter plugins from a Python file (repeatable)")
+    p.add_argument("--set", dest="settings", action="append", default=[], metavar="FILTER.KEY=VALUE",
+                   help="a filter option, e.g. --set hype.normalisation=rank (repeatable)")
+    p.add_argument("--model", dest="models", action="append", default=[], metavar="NAME=SPEC",
+                   help="override a model: a path or open_clip id, e.g. dfn=hf-hub:apple/DFN-public")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+
+
+def _parse_settings(items: list[str]) -> dict[str, dict[str, str]]:
+    options: dict[str, dict[str, str]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        name, dot, option = key.partition(".")
+        if not sep or not dot or not name or not option:
+            raise SystemExit(f"harness: --set expects FILTER.KEY=VALUE, got {item!r}")
+        options.setdefault(name, {})[option] = value
+    return options
+
+
+def _parse_models(items: list[str]) -> dict[str, str]:
+    models = {}
+    for item in items:
+        name, sep, spec = item.partition("=")
+        if not sep or not name or not spec:
+            raise SystemExit(f"harness: --model expects NAME=SPEC, got {item!r}")
+        models[name] = spec
+    return models
+
+
+def _source(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
+    if args.pool is not None:
+        return None, args.pool
+    return (args.world or DEFAULT_WORLD), None
+
+
+def _scoring_context(args: argparse.Namespace):
+    from harness.plugins import ScoringContext, load_plugins
+    from harness.pool import Pool
+    from harness.world import build_world
+
+    load_plugins(args.plugins)
+    world, pool_dir = _source(args)
+    if world is not None:
+        build_world(world)
+        pool_dir, models_dir = world / "pool", world / "models"
+    else:
+        models_dir = None
+    options: dict[str, Any] = _parse_settings(args.settings)
+    if args.models:
+        options["models"] = _parse_models(args.models)
+    ctx = ScoringContext(pool=Pool(pool_dir), models_dir=models_dir, device=args.device, options=options)
+    return ctx, Path(args.runs) / Path(world or pool_dir).resolve().name / "scores"
+
+
+# --- subcommands -----------------------------------------------------------------------------------
+
+def cmd_world(args: argparse.Namespace) -> int:
+    from harness.world import build_world
+
+    info = build_world(args.out, seed=args.seed, profile=args.profile)
+    print(json.dumps({k: info[k] for k in ("seed", "profile") if k in info}))
+    return 0
+
+
+def cmd_filters(args: argparse.Namespace) -> int:
+    from harness.plugins import describe_filters, load_plugins
+
+    load_plugins(args.plugins)
+    rows = describe_filters()
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        pct = "" if r.get("default_percent") is None else f"{r['default_percent']:g}%"
+        print(f"{r['name']:<{width}}  {r['kind']:<9} {pct:>5}  {r['description']}")
+        print(f"{'':<{width}}  needs: {r['needs']}")
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from harness.scoring import score
+
+    ctx, cache = _scoring_context(args)
+    table = score(ctx.pool, args.filter, ctx, cache)
+    print(table.describe().to_string())
+    return 0
+
+
+def cmd_select(args: argparse.Namespace) -> int:
+    from harness.selection import select
+
+    ctx, cache = _scoring_context(args)
+    info = select(ctx.pool, args.filter, args.out, ctx, cache, args.seed)
+    print(json.dumps(info, indent=2, default=str))
+    return 0
+
+
+def cmd_reshard(args: argparse.Namespace) -> int:
+    from harness.pool import Pool
+    from harness.reshard import reshard
+
+    info = reshard(Pool(args.pool), args.subset, args.out, workers=args.workers)
+    print(json.dumps(info, indent=2, default=str))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from harness.training import train
+
+    print(train(args.shards, args.out, scale=args.scale, seed=args.seed, gpus=args.gpus))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from harness.evaluation import evaluate
+
+    summary = evaluate(args.model, args.suite, args.data, args.out, device=args.device, partial=args.partial)
+    print(json.dumps(summary.get("aggregates", {}), indent=2))
+    return 0
+
+
+def _run_config(args: argparse.Namespace, filter_expr: str, seed: int):
+    from harness.run import RunConfig
+
+    world, pool_dir = _source(args)
+    return RunConfig(filter=filter_expr, scale=args.scale, seed=seed, world=world, pool=pool_dir,
+                     runs=args.runs, suite=args.suite, eval_data=args.eval_data,
+                     models=_parse_models(args.models), plugins=args.plugins,
+                     options=_parse_settings(args.settings), device=args.device, gpus=args.gpus,
+                     partial=args.partial)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from harness.report import format_table, summary_row
+    from harness.run import run
+
+    summary = run(_run_config(args, args.filter, args.seed))
+    print(format_table([summary_row(summary)]))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from harness.report import build_report
+    from harness.run import run, run_dir
+
+    filters = shlex.split(args.filters)
+    dirs = []
+    for expr in filters:
+        for seed in range(args.seeds):
+            cfg = _run_config(args, expr, seed)
+            run(cfg)
+            dirs.append(run_dir(cfg))
+    written = build_report(dirs, args.out, scale=args.scale)
+    print(Path(written["markdown"]).read_text())
+    for kind, path in written.items():
+        print(f"{kind}: {path}", file=sys.stderr)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from harness.report import build_report
+
+    run_dirs = []
+    for root in args.runs_dirs:
+        run_dirs += sorted(p.parent for p in Path(root).rglob("summary.json"))
+    if not run_dirs:
+        raise SystemExit(f"harness: no summary.json under {', '.join(map(str, args.runs_dirs))}")
+    written = build_report(run_dirs, args.out, scale=args.scale)
+    print(Path(written["markdown"]).read_text())
+    return 0
+
+
+def cmd_ws_analysis(args: argparse.Namespace) -> int:
+    from harness.ws.analysis import analysis_for_pool
+
+    ctx, cache = _scoring_context(args)
+    print(analysis_for_pool(ctx, cache))
+    return 0
+
+
+def cmd_download_eval(args: argparse.Namespace) -> int:
+    from harness.evaluation.download import download_eval
+
+    download_eval(args.suite, args.dir)
+    return 0
+
+
+# --- parser ----------------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="harness",
+        description="DataComp benchmark harness: filter a pool, train the fixed CLIP recipe, "
+                    "score the zero-shot suite, compare.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, fn, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(fn=fn)
+        return p
+
+    p = add("world", cmd_world, "generate the tiny DataComp-layout world (pool, reference models, eval suite)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=DEFAULT_WORLD)
+    p.add_argument("--profile", default="default", help="default (12,800 samples) or test (about 2,000)")
+
+    p = add("filters", cmd_filters, "list every filter: kind, needs, default keep percent, description")
+    p.add_argument("--plugins", action="append", default=[], metavar="FILE")
+
+    p = add("score", cmd_score, "compute (or reuse) one scorer's table over the pool")
+    p.add_argument("filter", help="a scorer name, e.g. hype or clip_l14")
+    _add_source(p)
+    p.add_argument("--runs", type=Path, default=Path("runs"))
+
+    p = add("select", cmd_select, "turn a filter expression into a DataComp subset (.npy + provenance)")
+    p.add_argument("filter", help="expression, e.g. 'hype10+dfn' or 'clip_b32>=0.28 & basic'")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--seed", type=int, default=0)
+    _add_source(p)
+    p.add_argument("--runs", type=Path, default=Path("runs"))
+
+    p = add("reshard", cmd_reshard, "write training shards for a subset, as DataComp's resharder does")
+    p.add_argument("--pool", type=Path, required=True)
+    p.add_argument("--subset", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--workers", type=int, default=2)
+
+    p = add("train", cmd_train, "train the fixed CLIP recipe for a scale on resharded data")
+    p.add_argument("--shards", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--scale", default="tiny", choices=["tiny", "small", "medium", "large", "xlarge"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--gpus", type=int, default=0, help="N > 1 launches torchrun with the global batch kept")
+
+    p = add("evaluate", cmd_evaluate, "run a zero-shot suite on a checkpoint; writes eval_results.jsonl")
+    p.add_argument("--model", required=True, help="checkpoint file, world model dir or open_clip id")
+    p.add_argument("--suite", default="tiny", help="tiny, datacomp, or a YAML file")
+    p.add_argument("--data", type=Path, required=True, help="root of the suite's data")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--partial", action="store_true", help="aggregate even if scored tasks are missing")
+
+    for name, fn, text in (("run", cmd_run, "the whole flow for one filter expression, each stage cached"),
+                           ("compare", cmd_compare, "run several filters x seeds and write the comparison report")):
+        p = add(name, fn, text)
+        if name == "run":
+            p.add_argument("--filter", default="hype10+dfn")
+            p.add_argument("--seed", type=int, default=0)
+        else:
+            p.add_argument("--filters", required=True, help="space-separated expressions")
+            p.add_argument("--seeds", type=int, default=1)
+            p.add_argument("--out", type=Path, default=Path("runs/report"))
+        p.add_argument("--scale", default="tiny", choices=["tiny", "small", "medium", "large", "xlarge"])
+        p.add_argument("--runs", type=Path, default=Path("runs"))
+        p.add_argument("--suite", default=None, help="default: tiny for a world, datacomp for a pool")
+        p.add_argument("--eval-data", type=Path, default=None)
+        p.add_argument("--gpus", type=int, default=0)
+        p.add_argument("--partial", action="store_true")
+        _add_source(p)
+
+    p = add("report", cmd_report, "tables (md/csv/tex), plots and an HTML page from run directories")
+    p.add_argument("runs_dirs", nargs="+", type=Path, help="run directories or folders holding them")
+    p.add_argument("--out", type=Path, default=Path("runs/report"))
+    p.add_argument("--scale", default=None)
+
+    p = add("ws-analysis", cmd_ws_analysis, "coverage, overlaps, conflicts, learned accuracy of WS labeling functions")
+    _add_source(p)
+    p.add_argument("--runs", type=Path, default=Path("runs"))
+
+    p = add("download-eval", cmd_download_eval, "fetch an evaluation suite from the Hugging Face hub")
+    p.add_argument("--suite", default="datacomp")
+    p.add_argument("--dir", type=Path, required=True)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        return int(args.fn(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except (ValueError, LookupError, OSError, RuntimeError) as error:
+        # Bad input is the user's to fix: say what and where, without a traceback (--verbose shows it).
+        if args.verbose:
+            raise
+        print(f"harness: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
