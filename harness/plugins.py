@@ -1,0 +1,380 @@
+"""Filter plugin API: Needs, Scorer, Predicate, the registry and plugin discovery.
+
+A filter is a class registered by name (``@register``). Plugins come from three places:
+every module in ``baselines/`` (always), files given with ``--plugins path.py`` and installed
+packages exposing the entry-point group ``datacomp_harness.filters``. See harness/filters_README.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.metadata
+import importlib.util
+import inspect
+import re
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from harness.pool import MetadataBatch, Pool, Sample
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "Filter",
+    "MetadataBatch",
+    "Needs",
+    "PluginError",
+    "Predicate",
+    "Sample",
+    "Scorer",
+    "ScoringContext",
+    "describe_filters",
+    "filter_names",
+    "get_filter",
+    "instantiate",
+    "load_plugins",
+    "register",
+]
+
+ENTRY_POINT_GROUP = "datacomp_harness.filters"
+NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+class PluginError(ValueError):
+    """A plugin that is badly declared, cannot be loaded, or misbehaves."""
+
+
+@dataclass(frozen=True)
+class Needs:
+    columns: tuple[str, ...] = ()  # metadata parquet columns
+    features: tuple[str, ...] = ()  # npz keys (b32_img, l14_txt, ...)
+    images: bool = False  # decoded PIL images from the shards
+    captions: bool = False  # captions from the shards
+    models: tuple[str, ...] = ()  # model names, resolved by ScoringContext.model_path(name)
+
+    def describe(self) -> str:
+        parts = []
+        if self.columns:
+            parts.append("columns: " + ", ".join(self.columns))
+        if self.features:
+            parts.append("features: " + ", ".join(self.features))
+        if self.images:
+            parts.append("images")
+        if self.captions:
+            parts.append("captions")
+        if self.models:
+            parts.append("models: " + ", ".join(self.models))
+        return "; ".join(parts) or "-"
+
+
+@dataclass
+class ScoringContext:
+    """What a filter may use while it runs.
+
+    ``options``: ``options["models"][<model name>]`` (or a top-level string ``options[<model name>]``)
+    overrides where a model comes from (``{"models": {"dfn": "hf-hub:apple/DFN-public"}}``);
+    ``options[<filter>]`` (a dict) or ``options["<filter>.<option>"]`` are passed to that filter's
+    constructor (``{"hype": {"norm": "zscore"}}``). ``seed`` is the run's seed; a filter whose
+    constructor takes ``seed`` receives it unless the user set ``<filter>.seed``.
+    """
+
+    pool: Pool
+    models_dir: Path | None = None
+    device: str = "cpu"
+    batch_size: int = 256
+    options: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+
+    def model_path(self, name: str) -> str:
+        """options[name] if the user set it, else models_dir/name (a world model dir)."""
+        models = self.options.get("models")
+        if isinstance(models, dict) and name in models:
+            return str(models[name])
+        if name in self.options and isinstance(self.options[name], str | Path):
+            return str(self.options[name])
+        if self.models_dir is None:
+            raise PluginError(
+                f"model {name!r} is not available: pass --model {name}=PATH_OR_OPEN_CLIP_ID "
+                "(no world models directory for this pool)"
+            )
+        path = Path(self.models_dir) / name
+        if not path.exists():
+            raise PluginError(f"model {name!r} not found at {path}; pass --model {name}=PATH_OR_OPEN_CLIP_ID")
+        return str(path)
+
+    def filter_options(self, filter_name: str) -> dict[str, Any]:
+        prefix = filter_name + "."
+        opts = {k[len(prefix) :]: v for k, v in self.options.items() if k.startswith(prefix)}
+        nested = self.options.get(filter_name)
+        if isinstance(nested, dict):  # {"hype": {"norm": "zscore"}} is accepted too
+            opts = {**nested, **opts}
+        return opts
+
+
+class Filter:
+    """Common base of Scorer and Predicate."""
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    needs: ClassVar[Needs] = Needs()
+    default_percent: ClassVar[float | None] = None
+
+    def __init__(self, **options: Any):
+        self.options = dict(options)
+
+    def settings(self) -> dict[str, Any]:
+        """JSON-able settings; part of the score-table cache key. Default: the options given."""
+        return dict(self.options)
+
+    @classmethod
+    def kind(cls) -> str:
+        if issubclass(cls, Predicate):
+            return "predicate"
+        if issubclass(cls, Scorer):
+            return "model scorer" if cls.uses_samples() else "metadata scorer"
+        return "filter"
+
+
+class Scorer(Filter):
+    """Produces per-sample score terms; ``combine`` turns them into one score (higher = keep)."""
+
+    terms: ClassVar[tuple[str, ...]] = ("score",)
+
+    def setup(self, ctx: ScoringContext) -> None:
+        """Load models once (model scorers)."""
+
+    def fingerprint(self, ctx: ScoringContext) -> str:
+        """Model fingerprint ("" for metadata scorers); part of the cache key."""
+        return ""
+
+    def score_metadata(self, batch: MetadataBatch, ctx: ScoringContext) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def score_samples(self, samples: list[Sample], ctx: ScoringContext) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def combine(self, terms: Any) -> np.ndarray:
+        """One score per row from the whole pool's term table (a pandas DataFrame)."""
+        if len(self.terms) != 1:
+            raise PluginError(f"filter {self.name!r} has terms {self.terms}: it must define combine()")
+        return terms[self.terms[0]].to_numpy(dtype=np.float64)
+
+    @classmethod
+    def uses_samples(cls) -> bool:
+        """True when the scorer reads shards (score_samples) rather than metadata."""
+        return cls.score_samples is not Scorer.score_samples and cls.score_metadata is Scorer.score_metadata
+
+
+class Predicate(Filter):
+    """Keeps or drops a sample; takes no percent in expressions."""
+
+    def keep(self, batch: MetadataBatch, ctx: ScoringContext) -> np.ndarray:
+        raise NotImplementedError
+
+
+# ---------------------------------------------------------------------------------------------
+# registry
+
+_REGISTRY: dict[str, type[Filter]] = {}
+_FAILED: dict[str, str] = {}  # module or file -> error, for "unknown filter" messages
+_LOADED_FILES: set[str] = set()
+_builtins_loaded = False
+_entry_points_loaded = False
+
+
+def _validate(cls: type) -> None:
+    if not (isinstance(cls, type) and issubclass(cls, Filter)) or cls in (Filter, Scorer, Predicate):
+        raise PluginError(f"{cls!r}: only Scorer or Predicate subclasses can be registered")
+    where = f"{cls.__module__}.{cls.__qualname__}"
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise PluginError(f"{where}: name {name!r} must match {NAME_RE.pattern} (lowercase, digits, _)")
+    if not isinstance(cls.needs, Needs):
+        raise PluginError(f"{where}: needs must be a Needs(...) instance")
+    dp = cls.default_percent
+    if dp is not None and not (isinstance(dp, int | float) and 0 < dp <= 100):
+        raise PluginError(f"{where}: default_percent {dp!r} must be in (0, 100] or None")
+    if issubclass(cls, Scorer):
+        terms = cls.terms
+        if not terms or not all(isinstance(t, str) and t and t != "uid" for t in terms):
+            raise PluginError(f"{where}: terms must be non-empty strings other than 'uid', got {terms!r}")
+        if len(set(terms)) != len(terms):
+            raise PluginError(f"{where}: duplicate terms {terms!r}")
+        has_meta = cls.score_metadata is not Scorer.score_metadata
+        has_samples = cls.score_samples is not Scorer.score_samples
+        if has_meta == has_samples:
+            raise PluginError(f"{where}: implement exactly one of score_metadata and score_samples")
+    if issubclass(cls, Predicate) and cls.keep is Predicate.keep:
+        raise PluginError(f"{where}: a Predicate must implement keep()")
+
+
+def register(cls: type[Filter]) -> type[Filter]:
+    """Class decorator: add a filter to the registry under ``cls.name``."""
+    _validate(cls)
+    old = _REGISTRY.get(cls.name)
+    if old is not None and old is not cls:
+        same = (old.__module__, old.__qualname__) == (cls.__module__, cls.__qualname__)
+        if not same:
+            raise PluginError(
+                f"filter name {cls.name!r} is taken by {old.__module__}.{old.__qualname__}; "
+                f"{cls.__module__}.{cls.__qualname__} must use another name"
+            )
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def unregister(name: str) -> None:
+    """Remove a filter (tests)."""
+    _REGISTRY.pop(name, None)
+
+
+def _load_builtins() -> None:
+    global _builtins_loaded
+    if _builtins_loaded:
+        return
+    _builtins_loaded = True
+    import baselines
+
+    _FAILED.update(baselines.load_all())
+
+
+def _load_entry_points() -> None:
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return
+    _entry_points_loaded = True
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            obj = ep.load()
+        except Exception as exc:  # a broken third-party package must not break the rest
+            _FAILED[f"entry point {ep.name} ({ep.value})"] = f"{type(exc).__name__}: {exc}"
+            continue
+        if isinstance(obj, type) and issubclass(obj, Filter) and obj.__dict__.get("name"):
+            register(obj)
+        elif callable(obj) and not isinstance(obj, type):
+            obj()  # a hook that registers filters itself
+
+
+def _load_file(path: Path) -> None:
+    key = str(path.resolve())
+    if key in _LOADED_FILES:
+        return
+    if not path.is_file():
+        raise PluginError(f"plugin file {path} does not exist")
+    mod_name = f"harness_user_plugins.{path.stem}_{hashlib.sha1(key.encode()).hexdigest()[:8]}"
+    spec = importlib.util.spec_from_file_location(mod_name, path)
+    if spec is None or spec.loader is None:
+        raise PluginError(f"plugin file {path} is not a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = module
+    before = set(_REGISTRY)
+    try:
+        spec.loader.exec_module(module)
+    except PluginError:
+        sys.modules.pop(mod_name, None)
+        raise
+    except Exception as exc:
+        sys.modules.pop(mod_name, None)
+        raise PluginError(f"plugin file {path} failed to import: {type(exc).__name__}: {exc}") from exc
+    _LOADED_FILES.add(key)
+    if set(_REGISTRY) == before:
+        # a file without @register: register the Filter subclasses it defines
+        for obj in vars(module).values():
+            if (
+                isinstance(obj, type)
+                and issubclass(obj, Filter)
+                and obj.__module__ == mod_name
+                and "name" in obj.__dict__
+            ):
+                register(obj)
+
+
+def load_plugins(paths: list[str] | tuple[str, ...] = ()) -> None:
+    """Load baselines/ (always), entry points, then user plugins (files or importable module names)."""
+    _load_builtins()
+    _load_entry_points()
+    for p in paths or ():
+        path = Path(p).expanduser()
+        if path.suffix == ".py" or path.exists():
+            _load_file(path)
+        else:
+            try:
+                importlib.import_module(p)
+            except ImportError as exc:
+                raise PluginError(f"plugin {p!r} is neither a file nor an importable module: {exc}") from exc
+
+
+def filter_names() -> list[str]:
+    load_plugins()
+    return sorted(_REGISTRY)
+
+
+def get_filter(name: str) -> type[Filter]:
+    load_plugins()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        import difflib
+
+        near = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
+        msg = f"unknown filter {name!r}"
+        if near:
+            msg += f"; did you mean {', '.join(near)}?"
+        msg += f" (known: {', '.join(sorted(_REGISTRY))})"
+        if _FAILED:
+            msg += "; plugin modules that failed to import: " + "; ".join(f"{k}: {v}" for k, v in _FAILED.items())
+        raise PluginError(msg) from None
+
+
+def failed_plugins() -> dict[str, str]:
+    load_plugins()
+    return dict(_FAILED)
+
+
+def instantiate(name: str, ctx: ScoringContext | None = None, **extra: Any) -> Filter:
+    """Make a filter with the user's options for it (ctx.options["<name>.<opt>"]) and the run's seed."""
+    cls = get_filter(name)
+    opts: dict[str, Any] = dict(ctx.filter_options(name)) if ctx is not None else {}
+    opts.update(extra)
+    params = inspect.signature(cls.__init__).parameters
+    if ctx is not None and "seed" in params and "seed" not in opts:
+        opts["seed"] = ctx.seed
+    try:
+        return cls(**opts)
+    except TypeError as exc:
+        raise PluginError(f"filter {name!r}: bad options {opts}: {exc}") from exc
+
+
+def describe_filters() -> list[dict[str, Any]]:
+    """One dict per registered filter, for ``harness filters``."""
+    rows = []
+    for name in filter_names():
+        cls = _REGISTRY[name]
+        rows.append(
+            {
+                "name": name,
+                "kind": cls.kind(),
+                "needs": cls.needs.describe(),
+                "needs_detail": asdict(cls.needs),
+                "default_percent": cls.default_percent,
+                "terms": list(getattr(cls, "terms", ())) if issubclass(cls, Scorer) else [],
+                "description": cls.description,
+                "module": cls.__module__,
+            }
+        )
+    return rows
+
+
+def format_filters_table(rows: list[dict[str, Any]] | None = None) -> str:
+    """A Markdown table of describe_filters() (what ``harness filters`` prints)."""
+    rows = describe_filters() if rows is None else rows
+    lines = ["| name | kind | default % | needs | description |", "|---|---|---|---|---|"]
+    for r in rows:
+        dp = "-" if r["default_percent"] is None else f"{r['default_percent']:g}"
+        lines.append(f"| {r['name']} | {r['kind']} | {dp} | {r['needs']} | {r['description']} |")
+    return "\n".join(lines)
+

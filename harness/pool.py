@@ -1,0 +1,473 @@
+"""DataComp pool reader: metadata parquet, npz features, webdataset shards, uid <-> u8,u8.
+
+Layout (REFERENCE.md section 4)::
+
+    <pool>/metadata/<stem>.parquet   uid, text, original_width, ..., clip_*_similarity_score
+    <pool>/metadata/<stem>.npz       b32_img, b32_txt, l14_img, l14_txt (rows aligned with the parquet)
+    <pool>/shards/{:08d}.tar         <key>.jpg, <key>.txt, <key>.json (json holds "uid")
+
+Everything streams file by file so memory stays bounded by one metadata file (or one shard).
+A uid is 32 hex characters; DataComp stores it as ``np.dtype("u8,u8")`` = (high 64 bits, low 64 bits).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+UID_DTYPE = np.dtype("u8,u8")
+FEATURE_KEYS = ("b32_img", "b32_txt", "l14_img", "l14_txt")
+IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
+
+# hex digit -> nibble; 255 marks an invalid character
+_HEX = np.full(256, 255, dtype=np.uint8)
+for _i, _c in enumerate(b"0123456789abcdef"):
+    _HEX[_c] = _i
+for _i, _c in enumerate(b"ABCDEF"):
+    _HEX[_c] = 10 + _i
+
+
+class PoolError(ValueError):
+    """Bad pool content (missing files, misaligned features, bad or duplicate uids)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# uid helpers
+
+
+def _hex_bytes_to_array(buf: np.ndarray, where: str, texts: Sequence[str] | None = None) -> np.ndarray:
+    """(n, 32) uint8 ASCII hex -> u8,u8 array; invalid characters are an error naming the uid."""
+    n = buf.shape[0]
+    nib = _HEX[buf]
+    if (nib == 255).any():
+        row = int(np.nonzero((nib == 255).any(axis=1))[0][0])
+        bad = bytes(buf[row]).decode("ascii", "replace")
+        raise PoolError(f"{where}: uid {bad!r} (row {row}) is not 32 hexadecimal characters")
+    nib = nib.astype(np.uint64)
+    out = np.empty(n, dtype=UID_DTYPE)
+    for field_name, start in (("f0", 0), ("f1", 16)):
+        acc = np.zeros(n, dtype=np.uint64)
+        for i in range(16):
+            acc <<= np.uint64(4)
+            acc |= nib[:, start + i]
+        out[field_name] = acc
+    return out
+
+
+def uids_to_array(uids: Iterable[str] | pa.Array | pa.ChunkedArray, where: str = "uids") -> np.ndarray:
+    """32-hex uids -> ``np.dtype("u8,u8")`` (high 64 bits, low 64 bits), the way DataComp stores them.
+
+    Vectorised over Arrow string buffers (no per-uid Python work); ``where`` names the source in errors.
+    """
+    if isinstance(uids, pa.ChunkedArray):
+        parts = [uids_to_array(c, where) for c in uids.chunks]
+        return np.concatenate(parts) if parts else np.empty(0, dtype=UID_DTYPE)
+    if isinstance(uids, pa.Array):
+        return _arrow_uids(uids, where)
+    lst = list(uids)
+    if not lst:
+        return np.empty(0, dtype=UID_DTYPE)
+    for i, u in enumerate(lst):
+        if not isinstance(u, str) or len(u) != 32:
+            raise PoolError(f"{where}: uid {u!r} (row {i}) is not 32 hexadecimal characters")
+    try:
+        raw = "".join(lst).encode("ascii")
+    except UnicodeEncodeError as exc:
+        raise PoolError(f"{where}: non-ASCII uid near row {exc.start // 32}") from exc
+    return _hex_bytes_to_array(np.frombuffer(raw, dtype=np.uint8).reshape(-1, 32), where)
+
+
+def _arrow_uids(arr: pa.Array, where: str) -> np.ndarray:
+    n = len(arr)
+    if n == 0:
+        return np.empty(0, dtype=UID_DTYPE)
+    if arr.null_count:
+        row = int(np.nonzero(arr.is_null().to_numpy(zero_copy_only=False))[0][0])
+        raise PoolError(f"{where}: uid is null at row {row}")
+    if pa.types.is_string(arr.type) or pa.types.is_binary(arr.type):
+        off_dtype = np.int32
+    elif pa.types.is_large_string(arr.type) or pa.types.is_large_binary(arr.type):
+        off_dtype = np.int64
+    else:
+        return uids_to_array([str(x) for x in arr.to_pylist()], where)
+    _, off_buf, data_buf = arr.buffers()
+    offsets = np.frombuffer(off_buf, dtype=off_dtype)[arr.offset : arr.offset + n + 1]
+    lengths = np.diff(offsets)
+    if (lengths != 32).any():
+        row = int(np.nonzero(lengths != 32)[0][0])
+        raise PoolError(f"{where}: uid {arr[row].as_py()!r} (row {row}) is not 32 hexadecimal characters")
+    data = np.frombuffer(data_buf, dtype=np.uint8)[offsets[0] : offsets[-1]]
+    return _hex_bytes_to_array(data.reshape(n, 32), where)
+
+
+def array_to_uids(arr: np.ndarray) -> list[str]:
+    """``u8,u8`` array -> lowercase 32-hex uid strings."""
+    arr = np.asarray(arr)
+    if arr.dtype != UID_DTYPE:
+        raise PoolError(f"expected dtype {UID_DTYPE}, got {arr.dtype}")
+    return [f"{int(h):016x}{int(lo):016x}" for h, lo in zip(arr["f0"], arr["f1"], strict=True)]
+
+
+def uid_to_pair(uid: str) -> tuple[int, int]:
+    """One uid -> (high, low), DataComp's divmod(int(uid, 16), 2**64)."""
+    return divmod(int(uid, 16), 2**64)
+
+
+def sort_uids(arr: np.ndarray) -> np.ndarray:
+    """Sort a ``u8,u8`` array by (high, low), as ``ndarray.sort()`` does, but fast.
+
+    Sorting on the high word alone is enough unless two rows share it (rare for random uids);
+    only then fall back to a lexicographic sort.
+    """
+    hi = arr["f0"]
+    order = np.argsort(hi, kind="stable")
+    out = arr[order]
+    shi = out["f0"]
+    if len(out) > 1 and (shi[1:] == shi[:-1]).any():
+        out = arr[np.lexsort((arr["f1"], arr["f0"]))]
+    return out
+
+
+def is_sorted_uids(arr: np.ndarray) -> bool:
+    if len(arr) < 2:
+        return True
+    hi, lo = arr["f0"], arr["f1"]
+    return bool(np.all((hi[1:] > hi[:-1]) | ((hi[1:] == hi[:-1]) & (lo[1:] >= lo[:-1]))))
+
+
+def uid_keys(arr: np.ndarray) -> np.ndarray:
+    """A 1-d sortable view of u8,u8 rows (complex128 would lose bits; use a void view instead)."""
+    be = np.empty((len(arr), 2), dtype=">u8")
+    be[:, 0] = arr["f0"]
+    be[:, 1] = arr["f1"]
+    return be.view("V16").ravel()
+
+
+# ---------------------------------------------------------------------------------------------
+# data classes shared with plugins
+
+
+@dataclass
+class Sample:
+    """One decoded sample from a pool shard."""
+
+    uid: str
+    key: str
+    image: Any  # PIL.Image.Image | None (None when not decoded or undecodable)
+    caption: str
+    meta: dict
+    shard: str
+
+
+@dataclass
+class MetadataBatch:
+    """One metadata file (or a slice of one): the needed columns (+ uid) and npz arrays, rows aligned."""
+
+    table: pa.Table
+    features: dict[str, np.ndarray] = field(default_factory=dict)
+    path: str = ""  # the metadata parquet this batch came from (for error messages)
+    offset: int = 0  # row offset of this batch in the pool's metadata order
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+    def column(self, name: str) -> np.ndarray:
+        """A column as numpy (strings become an object array)."""
+        return self.table.column(name).to_numpy(zero_copy_only=False)
+
+
+@dataclass
+class SampleStats:
+    """What iter_samples met: counts of corrupt items, kept after the iteration ends."""
+
+    shards: int = 0
+    samples: int = 0
+    corrupt_samples: int = 0
+    corrupt_shards: int = 0
+    undecodable_images: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def note(self, msg: str) -> None:
+        if len(self.errors) < 50:  # keep the first few messages, counts carry the rest
+            self.errors.append(msg)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "shards": self.shards,
+            "samples": self.samples,
+            "corrupt_samples": self.corrupt_samples,
+            "corrupt_shards": self.corrupt_shards,
+            "undecodable_images": self.undecodable_images,
+            "errors": list(self.errors),
+        }
+
+    def add(self, other: SampleStats) -> None:
+        self.shards += other.shards
+        self.samples += other.samples
+        self.corrupt_samples += other.corrupt_samples
+        self.corrupt_shards += other.corrupt_shards
+        self.undecodable_images += other.undecodable_images
+        for e in other.errors:
+            self.note(e)
+
+
+# ---------------------------------------------------------------------------------------------
+# raw shard reading (shared by iter_samples and the resharder)
+
+
+def _split_key(name: str) -> tuple[str, str]:
+    """webdataset's rule: the key is everything before the first dot of the basename."""
+    slash = name.rfind("/")
+    dot = name.find(".", slash + 1)
+    if dot < 0:
+        return name, ""
+    return name[:dot], name[dot + 1 :].lower()
+
+
+def iter_shard_raw(path: str | Path, stats: SampleStats | None = None) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """(key, {ext: bytes}) for each sample of one tar shard, streaming.
+
+    A shard that cannot be opened, or breaks part way, is counted in ``stats.corrupt_shards``;
+    the samples read before the break are still yielded.
+    """
+    stats = stats if stats is not None else SampleStats()
+    stats.shards += 1
+    path = Path(path)
+    cur_key: str | None = None
+    cur: dict[str, bytes] = {}
+    try:
+        with tarfile.open(path, mode="r|*") as tf:
+            for member in tf:
+                if not member.isfile():
+                    continue
+                key, ext = _split_key(member.name)
+                f = tf.extractfile(member)
+                data = f.read() if f is not None else b""
+                if cur_key is not None and (key != cur_key or ext in cur):
+                    yield cur_key, cur
+                    cur = {}
+                cur_key = key
+                cur[ext] = data
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        stats.corrupt_shards += 1
+        stats.note(f"{path}: corrupt shard ({type(exc).__name__}: {exc})")
+        return
+    if cur_key is not None:
+        yield cur_key, cur
+
+
+def parse_sample_json(raw: dict[str, bytes]) -> dict:
+    """The sample's .json as a dict with a valid "uid"; raises ValueError otherwise."""
+    if "json" not in raw:
+        raise ValueError("missing .json")
+    meta = json.loads(raw["json"])
+    uid = meta.get("uid") if isinstance(meta, dict) else None
+    if not isinstance(uid, str) or len(uid) != 32 or any(c not in "0123456789abcdefABCDEF" for c in uid):
+        raise ValueError(f"bad uid {uid!r} in .json")
+    return meta
+
+
+def decode_image(data: bytes) -> Any:
+    from PIL import Image
+
+    img = Image.open(io.BytesIO(data))
+    img.load()
+    return img.convert("RGB") if img.mode != "RGB" else img
+
+
+def iter_shard_samples(
+    path: str | Path, decode_images: bool = True, stats: SampleStats | None = None
+) -> Iterator[Sample]:
+    """Samples of one shard; corrupt samples (no json/uid) are skipped and counted.
+
+    An image that will not decode yields the sample with ``image=None`` (counted as undecodable) so
+    the scoring engine can give it NaN; with ``decode_images=False`` the image is left as None.
+    """
+    stats = stats if stats is not None else SampleStats()
+    shard = Path(path).name
+    for key, raw in iter_shard_raw(path, stats):
+        try:
+            meta = parse_sample_json(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            stats.corrupt_samples += 1
+            stats.note(f"{shard}/{key}: corrupt sample ({exc})")
+            continue
+        caption = raw.get("txt", b"").decode("utf-8", "replace")
+        image = None
+        if decode_images:
+            img_bytes = next((raw[e] for e in IMAGE_EXTS if e in raw), None)
+            if img_bytes is None:
+                stats.undecodable_images += 1
+                stats.note(f"{shard}/{key}: no image member")
+            else:
+                try:
+                    image = decode_image(img_bytes)
+                except Exception as exc:  # PIL raises many types for broken files
+                    stats.undecodable_images += 1
+                    stats.note(f"{shard}/{key}: undecodable image ({type(exc).__name__})")
+        stats.samples += 1
+        yield Sample(uid=meta["uid"].lower(), key=key, image=image, caption=caption, meta=meta, shard=shard)
+
+
+# ---------------------------------------------------------------------------------------------
+# the pool
+
+
+class Pool:
+    """A DataComp pool on disk: ``<root>/metadata`` and ``<root>/shards``.
+
+    ``root`` may also be a world directory (``<world>/pool``) in which case the pool inside it is used.
+    """
+
+    def __init__(self, root: str | Path):
+        root = Path(root).expanduser()
+        if not (root / "metadata").is_dir() and (root / "pool" / "metadata").is_dir():
+            root = root / "pool"
+        self.root = root
+        self.metadata_dir = root / "metadata"
+        self.shards_dir = root / "shards"
+        if not self.metadata_dir.is_dir():
+            raise PoolError(f"{root}: not a DataComp pool (no metadata/ directory)")
+        self.sample_stats = SampleStats()
+
+    def __repr__(self) -> str:
+        return f"Pool({str(self.root)!r})"
+
+    @property
+    def name(self) -> str:
+        """A short name for run directories: the world's name for <world>/pool, else the folder's."""
+        return self.root.parent.name if self.root.name == "pool" else self.root.name
+
+    @property
+    def metadata_files(self) -> list[Path]:
+        files = sorted(self.metadata_dir.glob("*.parquet"))
+        if not files:
+            raise PoolError(f"{self.metadata_dir}: no .parquet metadata files")
+        return files
+
+    @property
+    def shards(self) -> list[Path]:
+        return sorted(self.shards_dir.glob("*.tar")) if self.shards_dir.is_dir() else []
+
+    def npz_path(self, parquet: Path) -> Path:
+        return parquet.with_suffix(".npz")
+
+    def file_rows(self) -> list[int]:
+        """Row count of each metadata file (from the parquet footers, cheap)."""
+        return [pq.ParquetFile(p).metadata.num_rows for p in self.metadata_files]
+
+    def __len__(self) -> int:
+        return sum(self.file_rows())
+
+    def schema(self) -> pa.Schema:
+        return pq.read_schema(self.metadata_files[0])
+
+    # -- metadata --------------------------------------------------------------------------
+
+    def _read_table(self, path: Path, cols: Sequence[str]) -> pa.Table:
+        schema = pq.read_schema(path)
+        missing = [c for c in cols if c not in schema.names]
+        if missing:
+            raise PoolError(f"{path}: missing column(s) {missing}; the file has {schema.names}")
+        return pq.read_table(path, columns=list(cols))
+
+    def read_columns(self, cols: Sequence[str]) -> pa.Table:
+        """The given columns over every metadata file, in the pool's order."""
+        cols = list(dict.fromkeys(cols))
+        tables = [self._read_table(p, cols) for p in self.metadata_files]
+        return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+
+    def iter_metadata(
+        self, cols: Sequence[str] = (), features: Sequence[str] = ()
+    ) -> Iterator[MetadataBatch]:
+        """One MetadataBatch per metadata file: ``uid`` + cols, and the npz arrays aligned row for row."""
+        cols = list(dict.fromkeys(["uid", *cols]))
+        offset = 0
+        for path in self.metadata_files:
+            table = self._read_table(path, cols)
+            feats: dict[str, np.ndarray] = {}
+            if features:
+                npz = self.npz_path(path)
+                if not npz.exists():
+                    raise PoolError(f"{npz}: missing (features {list(features)} were asked for)")
+                with np.load(npz) as z:
+                    for k in features:
+                        if k not in z.files:
+                            raise PoolError(f"{npz}: no array {k!r}; it has {z.files}")
+                        arr = z[k]
+                        if arr.shape[0] != table.num_rows:
+                            raise PoolError(
+                                f"{npz}: {k!r} has {arr.shape[0]} rows but {path.name} has "
+                                f"{table.num_rows}; features must align row for row with the parquet"
+                            )
+                        feats[k] = arr
+            yield MetadataBatch(table=table, features=feats, path=str(path), offset=offset)
+            offset += table.num_rows
+
+    def uids(self) -> np.ndarray:
+        """Every uid as ``u8,u8`` in metadata order (16 bytes per row)."""
+        parts = [
+            uids_to_array(pq.read_table(p, columns=["uid"]).column("uid"), where=str(p))
+            for p in self.metadata_files
+        ]
+        return np.concatenate(parts) if parts else np.empty(0, dtype=UID_DTYPE)
+
+    def validate(self, uids: np.ndarray | None = None) -> np.ndarray:
+        """Check uids (format and uniqueness); returns them (metadata order).
+
+        A duplicate is an error naming the uid and the metadata files that hold it.
+        """
+        arr = self.uids() if uids is None else uids
+        if len(arr) < 2:
+            return arr
+        order = np.argsort(arr["f0"], kind="stable")
+        hi = arr["f0"][order]
+        cand = np.nonzero(hi[1:] == hi[:-1])[0]
+        if len(cand):
+            lo = arr["f1"][order]
+            same = cand[lo[cand + 1] == lo[cand]]
+            if len(same):
+                row = int(order[same[0]])
+                uid = array_to_uids(arr[row : row + 1])[0]
+                raise PoolError(f"duplicate uid {uid} in the pool, in {self._files_holding(uid)}")
+        return arr
+
+    def _files_holding(self, uid: str) -> list[str]:
+        found = []
+        for p in self.metadata_files:
+            col = pq.read_table(p, columns=["uid"]).column("uid").to_pylist()
+            n = sum(1 for u in col if u.lower() == uid)
+            if n:
+                found.append(f"{p.name} (x{n})" if n > 1 else p.name)
+        return found
+
+    # -- shards ----------------------------------------------------------------------------
+
+    def iter_samples(self, decode_images: bool = True, shards: Sequence[Path] | None = None) -> Iterator[Sample]:
+        """Stream samples over the shards; corrupt samples/shards are skipped and counted in
+        ``self.sample_stats`` (reset at the start of each call)."""
+        self.sample_stats = SampleStats()
+        for shard in self.shards if shards is None else shards:
+            yield from iter_shard_samples(shard, decode_images, self.sample_stats)
+
+    # -- identity --------------------------------------------------------------------------
+
+    def fingerprint(self) -> str:
+        """Hash of names, sizes and mtimes of the metadata and shard files (cheap, no content read)."""
+        h = hashlib.sha256()
+        files = sorted(self.metadata_dir.glob("*.parquet")) + sorted(self.metadata_dir.glob("*.npz"))
+        files += self.shards
+        for p in files:
+            st = p.stat()
+            h.update(f"{p.relative_to(self.root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        return h.hexdigest()[:16]
