@@ -1,0 +1,255 @@
+"""A generative label model for weak supervision: labeling-function votes -> P(good).
+
+Two models, both fitted by EM from a deterministic start, over the distinct vote patterns:
+
+`one_coin` (Dawid-Skene with one accuracy per function):
+    y_i ~ Bernoulli(pi)                    pi = P(good), the class balance
+    whether function j votes on item i does not depend on y_i (abstains carry no information), and
+    when it votes, P(vote_ij = y_i) = a_j; votes are independent given y_i.
+    Posterior log-odds of good = logit(pi) + sum_j v_ij * logit(a_j)   (v in {-1, 0, +1}).
+
+`dawid_skene` (the default; Dawid & Skene 1979 with abstain as a third answer):
+    each function j has its own distribution over {+1, -1, abstain} for good items and for bad items
+    (4 free numbers per function). This is what our functions need: the language, length and size
+    rules only ever vote bad, so *whether* they vote depends on the class, which the one-coin model
+    assumes away (it then mis-estimates the class balance). The learned accuracy reported for a
+    function is P(its vote is right | it votes) under the fitted model.
+
+EM starts from the majority vote (ties -> 0.5); `dawid_skene` first runs `one_coin` and starts from
+its posterior. Both are deterministic and fix the label-swap symmetry on the side where most functions
+beat chance. Dirichlet pseudo-counts (`prior_strength`, default 1 vote) keep every probability away
+from 0 and 1, so a function that never fires gets its prior and no logit is infinite.
+
+Votes are compressed to their distinct patterns (one base-3 integer per row, np.unique) before EM, so
+a 12.8M-row pool with a dozen functions costs one unique pass plus EM over a few thousand patterns.
+
+Why not Snorkel: `pip install snorkel` (0.10.0) resolves with our pins but pulls tensorboard, grpcio,
+absl-py, werkzeug and munkres for a model that is a page of numpy; this one is small, deterministic
+and tested against known accuracies (tests/ws/test_label_model.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["LabelModel", "check_votes", "majority_vote"]
+
+_ACC_CLIP = 1e-3  # accuracies live in [_ACC_CLIP, 1 - _ACC_CLIP] so logits stay finite
+
+
+def check_votes(votes: np.ndarray, names: list[str] | None = None) -> np.ndarray:
+    """Validate a vote matrix (items x functions, values -1/0/+1) and return it as int8."""
+    arr = np.asarray(votes)
+    if arr.ndim != 2:
+        raise ValueError(f"vote matrix must be 2-D (items x labeling functions), got shape {arr.shape}")
+    if arr.dtype.kind == "f" and np.isnan(arr).any():
+        row, col = np.argwhere(np.isnan(arr))[0]
+        who = names[col] if names and col < len(names) else f"column {col}"
+        raise ValueError(f"vote matrix has NaN at row {row}, labeling function {who}; use 0 to abstain")
+    bad = (arr != -1) & (arr != 0) & (arr != 1)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        who = names[col] if names and col < len(names) else f"column {col}"
+        raise ValueError(
+            f"vote matrix value {arr[row, col]!r} at row {row}, labeling function {who}: "
+            "votes must be +1 (good), -1 (bad) or 0 (abstain)"
+        )
+    if names is not None and len(names) != arr.shape[1]:
+        raise ValueError(f"{len(names)} names for {arr.shape[1]} labeling functions")
+    return arr.astype(np.int8, copy=False)
+
+
+def majority_vote(votes: np.ndarray) -> np.ndarray:
+    """P(good) by unweighted majority: 1, 0, or 0.5 on ties and all-abstain rows."""
+    s = check_votes(votes).sum(axis=1, dtype=np.int64)
+    return np.where(s > 0, 1.0, np.where(s < 0, 0.0, 0.5))
+
+
+def _compress(votes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct vote patterns, their counts, and each row's pattern index."""
+    n, m = votes.shape
+    if m <= 39:  # 3**39 < 2**63: each row is one base-3 integer, and 1-D unique is fast
+        powers = 3 ** np.arange(m, dtype=np.int64)
+        codes = (votes.astype(np.int64) + 1) @ powers
+        uniq, first, inverse, counts = np.unique(codes, return_index=True, return_inverse=True, return_counts=True)
+        patterns = votes[first]
+    else:
+        patterns, inverse, counts = np.unique(votes, axis=0, return_inverse=True, return_counts=True)
+    return patterns.astype(np.int8), counts.astype(np.float64), inverse.reshape(-1)
+
+
+def _logit(p: np.ndarray | float) -> np.ndarray:
+    p = np.asarray(p, dtype=np.float64)
+    return np.log(p) - np.log1p(-p)
+
+
+_MODELS = ("dawid_skene", "one_coin")
+
+
+@dataclass
+class LabelModel:
+    """Label model fitted by EM (see the module docstring).
+
+    model: "dawid_skene" (class-conditional vote and abstain rates) or "one_coin" (one accuracy each).
+    class_balance: fix P(good) instead of learning it (None = learn it).
+    prior_strength, prior_accuracy: pseudo-votes pulling each function towards prior_accuracy (and,
+        for dawid_skene, towards its observed abstain rate); negligible at pool sizes.
+    """
+
+    model: str = "dawid_skene"
+    class_balance: float | None = None
+    max_iter: int = 500
+    tol: float = 1e-7
+    prior_strength: float = 1.0
+    prior_accuracy: float = 0.7
+
+    # fitted state
+    accuracies_: np.ndarray | None = None      # P(vote right | votes), per function
+    class_balance_: float | None = None
+    coverage_: np.ndarray | None = None        # fraction of items each function votes on
+    # dawid_skene: P(vote = +1, -1, 0 | good) and (| bad), shape (functions, 3); one_coin: None
+    cond_good_: np.ndarray | None = None
+    cond_bad_: np.ndarray | None = None
+    n_iter_: int = 0
+    converged_: bool = False
+    log_likelihood_: float = float("nan")
+    log_likelihood_trace_: list[float] | None = None
+
+    def fit(self, votes: np.ndarray) -> LabelModel:
+        if self.model not in _MODELS:
+            raise ValueError(f"unknown label model {self.model!r}; choose one of {', '.join(_MODELS)}")
+        L = check_votes(votes)
+        n, m = L.shape
+        if n == 0 or m == 0:
+            raise ValueError(f"cannot fit a label model on an empty vote matrix of shape {L.shape}")
+        if self.class_balance is not None and not 0.0 < self.class_balance < 1.0:
+            raise ValueError(f"class_balance must be in (0, 1), got {self.class_balance}")
+        U, w, _ = _compress(L)
+        self.coverage_ = (w @ (U != 0)) / n
+        q, pi, acc = self._fit_one_coin(U, w)
+        self.cond_good_ = self.cond_bad_ = None
+        if self.model == "dawid_skene":
+            pi, good, bad = self._fit_dawid_skene(U, w, q)
+            self.cond_good_, self.cond_bad_ = good, bad
+            right = pi * good[:, 0] + (1 - pi) * bad[:, 1]
+            fires = pi * (1 - good[:, 2]) + (1 - pi) * (1 - bad[:, 2])
+            acc = right / fires
+        self.accuracies_ = acc
+        self.class_balance_ = pi
+        self.log_likelihood_ = self.log_likelihood_trace_[-1]
+        return self
+
+    def _new_pi(self, w: np.ndarray, q: np.ndarray) -> float:
+        if self.class_balance is not None:
+            return float(self.class_balance)
+        return float(np.clip(w @ q / w.sum(), _ACC_CLIP, 1 - _ACC_CLIP))
+
+    def _fit_one_coin(self, U: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
+        pos = (U == 1).astype(np.float64)
+        neg = (U == -1).astype(np.float64)
+        voted = w @ (pos + neg)
+        a0, s = self.prior_accuracy, self.prior_strength
+        q = majority_vote(U)
+        acc, pi = np.full(U.shape[1], a0), self._new_pi(w, q)
+        trace: list[float] = []
+        self.converged_ = False
+        for it in range(1, self.max_iter + 1):
+            new_pi = self._new_pi(w, q)
+            agree = (w * q) @ pos + (w * (1 - q)) @ neg
+            new_acc = np.clip((agree + s * a0) / (voted + s), _ACC_CLIP, 1 - _ACC_CLIP)
+            q = _sigmoid(_logit(new_pi) + U.astype(np.float64) @ _logit(new_acc))
+            good, bad = _one_coin_conditionals(new_acc, self.coverage_)
+            trace.append(_loglik(U, w, new_pi, good, bad))
+            delta = max(abs(new_pi - pi), float(np.max(np.abs(new_acc - acc))))
+            pi, acc = new_pi, new_acc
+            self.n_iter_ = it
+            if delta < self.tol:
+                self.converged_ = True
+                break
+        self.log_likelihood_trace_ = trace
+        return q, pi, acc
+
+    def _fit_dawid_skene(self, U: np.ndarray, w: np.ndarray,
+                         q: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        onehot = np.stack([(U == 1), (U == -1), (U == 0)], axis=-1).astype(np.float64)  # (k, m, 3)
+        s, a0 = self.prior_strength, self.prior_accuracy
+        cov = np.clip(self.coverage_, _ACC_CLIP, 1 - _ACC_CLIP)[:, None]
+        # prior means: abstain at the observed rate, votes right with prior_accuracy
+        prior_good = np.concatenate([cov * a0, cov * (1 - a0), 1 - cov], axis=1)
+        prior_bad = np.concatenate([cov * (1 - a0), cov * a0, 1 - cov], axis=1)
+        pi = self._new_pi(w, q)
+        good = bad = None
+        trace = self.log_likelihood_trace_ or []
+        self.converged_ = False
+        for it in range(1, self.max_iter + 1):
+            new_pi = self._new_pi(w, q)
+            rg, rb = w * q, w * (1 - q)
+            new_good = (np.einsum("k,kmo->mo", rg, onehot) + s * prior_good) / (rg.sum() + s)
+            new_bad = (np.einsum("k,kmo->mo", rb, onehot) + s * prior_bad) / (rb.sum() + s)
+            new_good = np.clip(new_good, _ACC_CLIP * 1e-3, None)
+            new_bad = np.clip(new_bad, _ACC_CLIP * 1e-3, None)
+            ratio = np.log(new_good) - np.log(new_bad)  # (m, 3) log-likelihood ratio per answer
+            q = _sigmoid(_logit(new_pi) + np.einsum("kmo,mo->k", onehot, ratio))
+            trace.append(_loglik(U, w, new_pi, new_good, new_bad))
+            delta = abs(new_pi - pi)
+            if good is not None:
+                delta = max(delta, float(np.max(np.abs(new_good - good))), float(np.max(np.abs(new_bad - bad))))
+            pi, good, bad = new_pi, new_good, new_bad
+            self.n_iter_ += 1
+            if it > 1 and delta < self.tol:
+                self.converged_ = True
+                break
+        self.log_likelihood_trace_ = trace
+        return pi, good, bad
+
+    def _check_fitted(self) -> None:
+        if self.accuracies_ is None:
+            raise RuntimeError("LabelModel is not fitted; call fit(votes) first")
+
+    def log_odds(self, votes: np.ndarray) -> np.ndarray:
+        """Posterior log-odds of good per row (float64)."""
+        self._check_fitted()
+        L = check_votes(votes)
+        if L.shape[1] != len(self.accuracies_):
+            raise ValueError(f"vote matrix has {L.shape[1]} functions, model was fitted on {len(self.accuracies_)}")
+        U, _, inv = _compress(L)
+        prior = _logit(self.class_balance_)
+        if self.cond_good_ is None:
+            per_pattern = prior + U.astype(np.float64) @ _logit(self.accuracies_)
+        else:
+            ratio = np.log(self.cond_good_) - np.log(self.cond_bad_)
+            onehot = np.stack([(U == 1), (U == -1), (U == 0)], axis=-1).astype(np.float64)
+            per_pattern = prior + np.einsum("kmo,mo->k", onehot, ratio)
+        return per_pattern[inv]
+
+    def predict_proba(self, votes: np.ndarray) -> np.ndarray:
+        """P(good) per row."""
+        return _sigmoid(self.log_odds(votes))
+
+    def fit_predict(self, votes: np.ndarray) -> np.ndarray:
+        return self.fit(votes).predict_proba(votes)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))  # overflow-free logistic
+
+
+def _one_coin_conditionals(acc: np.ndarray, coverage: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The one-coin model as P(+1, -1, 0 | good) and (| bad) tables."""
+    c = coverage
+    good = np.stack([c * acc, c * (1 - acc), 1 - c], axis=1)
+    bad = np.stack([c * (1 - acc), c * acc, 1 - c], axis=1)
+    return good, bad
+
+
+def _loglik(U: np.ndarray, w: np.ndarray, pi: float, good: np.ndarray, bad: np.ndarray) -> float:
+    """Observed-data log-likelihood of the vote patterns under P(answer | class) tables."""
+    idx = np.where(U == 1, 0, np.where(U == -1, 1, 2))  # (k, m) answer index
+    cols = np.arange(U.shape[1])
+    with np.errstate(divide="ignore"):
+        lg = np.log(good[cols, idx]).sum(axis=1)
+        lb = np.log(bad[cols, idx]).sum(axis=1)
+    joint = np.logaddexp(np.log(pi) + lg, np.log1p(-pi) + lb)
+    return float(w @ joint)
