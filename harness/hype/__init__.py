@@ -1,0 +1,3 @@
+"""HYPE: Lorentz geometry (geometry.py), the MERU-style hyperbolic CLIP (model.py), the tiny world's
+MERU model (world_model.py) and the specificity benchmark (bench.py). The scorer plugin is
+baselines/hype.py; see README.md here."""
