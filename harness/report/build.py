@@ -1,0 +1,124 @@
+"""`harness report`: every output of the report from a list of run directories."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from harness.report import plots
+from harness.report.html import plain_table, render_html
+from harness.report.oracle import oracle_rows, oracle_table
+from harness.report.runs import ReportError, RunResult
+from harness.report.table import Row, table_rows, to_csv, to_latex, to_markdown
+from harness.stages import atomic_write_bytes, atomic_write_text
+
+TITLE = "DataComp harness report"
+FIGURES = (  # (id, caption)
+    ("average_vs_size", "Average over the suite against subset size (log x); hollow squares are published results."),
+    ("aggregates", "One bar group per aggregate; error bars are the population std over seeds; hatched bars are published."),
+    ("task_heatmap", "Main metric of every task for every run (mean over seeds; grey = not evaluated)."),
+    ("oracle", "Tiny world only: precision and clean recall against the oracle noise labels, and the fraction of "
+               "each noise type each filter removed."),
+)
+
+
+def _markdown_table(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
+    esc = [[str(c).replace("|", "\\|") for c in line] for line in body]
+    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+                      *("| " + " | ".join(line) + " |" for line in esc)]) + "\n"
+
+
+def _csv(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(body)
+    return buf.getvalue()
+
+
+def _runs_table(rows: Sequence[Row]) -> tuple[list[str], list[list[str]]]:
+    """Which run directories fed which row, with the expression the selection recorded."""
+    header = ["Method", "Scale", "Seed", "Samples", "Expression", "Run directory"]
+    body = []
+    for row in rows:
+        for run in row.runs:
+            body.append([row.method, row.scale, "" if run.seed is None else str(run.seed),
+                         "" if run.samples is None else str(run.samples), _expression(run), str(run.path)])
+    return header, body
+
+
+def _expression(run: RunResult) -> str:
+    path = run.path / "subset.json"
+    if path.is_file():
+        try:
+            return str(json.loads(path.read_text(encoding="utf-8")).get("expression") or run.filter)
+        except (json.JSONDecodeError, AttributeError) as exc:
+            raise ReportError(f"{path}: not a JSON object ({exc})") from exc
+    return run.filter
+
+
+def build_report(
+    run_dirs: list[Path],
+    out_dir: Path,
+    scale: str | None = None,
+    include_published: bool = True,
+    published_csv: Path | None = None,
+) -> dict[str, Path]:
+    """Write the table (table.md/.csv/.tex), figures (plots/*.png), the oracle table on the tiny
+    world (oracle.csv), report.md and the self-contained report.html into `out_dir`.
+    Returns the written files by name (table_md, table_csv, table_tex, report_md, report_html,
+    oracle_csv, plot_<figure id>)."""
+    return write_report(table_rows(run_dirs, scale, include_published, published_csv), out_dir, scale)
+
+
+def write_report(rows: Sequence[Row], out_dir: Path, scale: str | None = None) -> dict[str, Path]:
+    """build_report's writing half, for callers that already hold the rows (the CLI prints them too)."""
+    if not rows:
+        raise ReportError(f"nothing to report: no runs{f' at scale {scale!r}' if scale else ''} and no published rows")
+    user_rows = [r for r in rows if not r.published]
+    out_dir = Path(out_dir)
+    written: dict[str, Path] = {}
+
+    def write(name: str, rel: str, data: str | bytes) -> None:
+        path = out_dir / rel
+        (atomic_write_bytes if isinstance(data, bytes) else atomic_write_text)(path, data)
+        written[name] = path
+
+    table_md = to_markdown(rows)
+    write("table_md", "table.md", table_md)
+    write("table_csv", "table.csv", to_csv(rows))
+    write("table_tex", "table.tex", to_latex(rows))
+
+    orows, noise_types = oracle_rows(user_rows)
+    o_header, o_body = oracle_table(orows, noise_types)
+    if orows:
+        write("oracle_csv", "oracle.csv", _csv(o_header, o_body))
+
+    drawn = {
+        "average_vs_size": plots.average_vs_size(rows),
+        "aggregates": plots.aggregate_bars(rows),
+        "task_heatmap": plots.task_heatmap(user_rows),
+        "oracle": plots.oracle_figure(orows, noise_types),
+    }
+    figures = [(fid, cap, drawn[fid]) for fid, cap in FIGURES if drawn[fid] is not None]
+    for fid, _, png in figures:
+        write(f"plot_{fid}", f"plots/{fid}.png", png)
+
+    r_header, r_body = _runs_table(user_rows)
+    md = [f"# {TITLE}", "", "## Comparison", "", table_md]
+    sections = []
+    if orows:
+        md += ["## Filters against the oracle noise labels (tiny world)", "", _markdown_table(o_header, o_body)]
+        sections.append(("Filters against the oracle noise labels (tiny world)",
+                         plain_table(o_header, o_body, "oracle")))
+    if figures:
+        md += ["## Figures", ""] + [f"![{cap}](plots/{fid}.png)\n\n{cap}\n" for fid, cap, _ in figures]
+    if r_body:
+        md += ["## Runs", "", _markdown_table(r_header, r_body)]
+        sections.append(("Runs", plain_table(r_header, r_body, "runs")))
+    write("report_md", "report.md", "\n".join(md))
+    write("report_html", "report.html", render_html(TITLE, rows, figures, sections))
+    return written
