@@ -24,6 +24,7 @@ and select it with the scorer option ``detector="fast"`` (its constructor option
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 from collections.abc import Callable
 from pathlib import Path
@@ -101,7 +102,7 @@ class RapidOCRDetector:
         upscale_to: int = 192,
         box_thresh: float = 0.5,
         thresh: float = 0.3,
-        unclip_ratio: float = 1.6,
+        unclip_ratio: float = 2.0,
         threads: int = 1,
         model_path: str | None = None,
     ) -> None:
@@ -126,6 +127,11 @@ class RapidOCRDetector:
             raise FileNotFoundError(f"PP-OCR detection model not found: {cfg['model_path']}")
         self.upscale_to = int(upscale_to)
         self._det = _PPOCRDet(cfg)
+        # identifies the weights and the settings that change the boxes (part of score-table keys)
+        digest = hashlib.sha256(Path(cfg["model_path"]).read_bytes()).hexdigest()[:12]
+        self.fingerprint = (
+            f"ppocr-det:{digest}:up{self.upscale_to}:t{thresh}:b{box_thresh}:u{unclip_ratio}"
+        )
 
     def _detect_one(self, image: Image.Image) -> np.ndarray:
         w, h = image.size

@@ -20,9 +20,15 @@ def render(
     draw = ImageDraw.Draw(image)
     s = size / 128
     a, b = rng.integers(0, int(64 * s), 2)
-    draw.ellipse([int(a), int(b), int(a + 50 * s), int(b + 50 * s)], fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
+    draw.ellipse(
+        [int(a), int(b), int(a + 50 * s), int(b + 50 * s)],
+        fill=tuple(int(v) for v in rng.integers(0, 256, 3)),
+    )
     c, d = rng.integers(int(60 * s), int(100 * s), 2)
-    draw.rectangle([int(c), int(d), int(c + 25 * s), int(d + 25 * s)], fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
+    draw.rectangle(
+        [int(c), int(d), int(c + 25 * s), int(d + 25 * s)],
+        fill=tuple(int(v) for v in rng.integers(0, 256, 3)),
+    )
     if text is None:
         return image, None
     font = ImageFont.load_default(size=font_px)

@@ -52,7 +52,10 @@ def test_masking_detected_text_hides_it(rapidocr):
     out = np.asarray(res.image).astype(int)
     # the text box is now (nearly) flat: ink and label collapsed to fill colours
     x0, y0, x1, y1 = box
-    assert out[y0:y1, x0:x1].std(axis=(0, 1)).max() < 0.25 * np.asarray(im).astype(int)[y0:y1, x0:x1].std(axis=(0, 1)).max() + 1
+    assert (
+        out[y0:y1, x0:x1].std(axis=(0, 1)).max()
+        < 0.25 * np.asarray(im).astype(int)[y0:y1, x0:x1].std(axis=(0, 1)).max() + 1
+    )
 
 
 def test_odd_inputs(rapidocr):
