@@ -1,0 +1,53 @@
+"""DataComp's basic filtering: English caption, more than 2 words and more than 5 characters,
+shorter image side >= 200 px, aspect ratio (long / short side) <= 3.
+
+Words are ``str.split()`` and characters ``len`` as in DataComp; language is the top-1 label of
+harness.langid (fastText lid.176 when supplied, as DataComp, else py3langid).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from harness import langid
+from harness.plugins import MetadataBatch, Needs, Predicate, ScoringContext, register
+
+
+def caption_stats(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    words = np.fromiter((len(t.split()) for t in texts), dtype=np.int64, count=len(texts))
+    chars = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
+    return words, chars
+
+
+def image_ok(width: np.ndarray, height: np.ndarray) -> np.ndarray:
+    w = np.asarray(width, dtype=np.float64)
+    h = np.asarray(height, dtype=np.float64)
+    short, long = np.minimum(w, h), np.maximum(w, h)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        aspect = long / short
+    return (short >= 200) & (aspect <= 3.0)
+
+
+def texts_of(batch: MetadataBatch) -> list[str]:
+    return ["" if t is None else str(t) for t in batch.table.column("text").to_pylist()]
+
+
+@register
+class Basic(Predicate):
+    name = "basic"
+    description = "DataComp basic filtering: English, >2 words, >5 chars, short side >=200 px, aspect <=3"
+    needs = Needs(columns=("text", "original_width", "original_height"))
+
+    def __init__(self, lid_model: str | None = None, **options):
+        super().__init__(**({"lid_model": lid_model} if lid_model else {}), **options)
+        self.lid_model = lid_model
+
+    def settings(self):
+        return {**self.options, "detector": langid.detector_name(self.lid_model)}
+
+    def keep(self, batch: MetadataBatch, ctx: ScoringContext) -> np.ndarray:
+        texts = texts_of(batch)
+        words, chars = caption_stats(texts)
+        english = langid.detect_english(texts, self.lid_model)
+        size = image_ok(batch.column("original_width"), batch.column("original_height"))
+        return english & (words > 2) & (chars > 5) & size

@@ -1,0 +1,217 @@
+"""``harness reshard``: a subset -> webdataset training shards, as DataComp's resharder writes them.
+
+Output (``out_dir``)::
+
+    {:08d}.tar            up to ``shard_size`` samples each; members ``<uid>-<j>.<ext>`` (j = 0..k-1
+                          for a uid listed k times: that is how upsampling works), the input
+                          sample's members (jpg, txt, json, ...) copied byte for byte
+    {:08d}_stats.json     {"successes": <samples in that shard>}
+    sample_ids.npy        a copy of the subset file
+    meta.json             settings and counts (processed_count, output_count, output_shard_count, ...)
+
+Input shards are split among ``workers`` processes, each streaming its shards and writing its own
+output shards; the shards are numbered afterwards in (worker, order) order so the result does not
+depend on timing. Corrupt samples (no json, bad uid) and unreadable shards are skipped and counted.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import multiprocessing as mp
+import os
+import shutil
+import tarfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.expressions import load_subset
+from harness.pool import Pool, SampleStats, iter_shard_raw, parse_sample_json, uid_to_pair
+
+SHARD_FORMAT = "{:08d}.tar"
+STATS_FORMAT = "{:08d}_stats.json"
+_TMP_PREFIX = ".reshard-w"
+
+
+@dataclass
+class _Task:
+    worker: int
+    shards: list[str]
+    subset: str
+    out_dir: str
+    shard_size: int
+
+
+class _ShardWriter:
+    """Writes <tmp>-<i>.tar files of at most ``maxcount`` samples each."""
+
+    def __init__(self, out_dir: Path, worker: int, maxcount: int):
+        self.out_dir, self.worker, self.maxcount = out_dir, worker, maxcount
+        self.tar: tarfile.TarFile | None = None
+        self.count = 0
+        self.written: list[tuple[str, int]] = []  # (temp file name, samples)
+        self.mtime = time.time()
+
+    def _open(self) -> None:
+        self._close()
+        name = f"{_TMP_PREFIX}{self.worker:04d}-{len(self.written):06d}.tar"
+        self.tar = tarfile.open(self.out_dir / name, "w")  # noqa: SIM115 (closed in _close)
+        self.written.append((name, 0))
+        self.count = 0
+
+    def _close(self) -> None:
+        if self.tar is not None:
+            self.tar.close()
+            name, _ = self.written[-1]
+            self.written[-1] = (name, self.count)
+            self.tar = None
+
+    def write(self, key: str, members: dict[str, bytes]) -> None:
+        if self.tar is None or self.count >= self.maxcount:
+            self._open()
+        assert self.tar is not None
+        for ext, data in members.items():
+            info = tarfile.TarInfo(f"{key}.{ext}")
+            info.size = len(data)
+            info.mtime = self.mtime
+            info.mode = 0o444
+            info.uname = info.gname = "bigdata"
+            self.tar.addfile(info, io.BytesIO(data))
+        self.count += 1
+
+    def close(self) -> list[tuple[str, int]]:
+        self._close()
+        return self.written
+
+
+def _count_in_subset(subset: np.ndarray, hi: int, lo: int) -> int:
+    h = subset["f0"]
+    a = int(np.searchsorted(h, np.uint64(hi), "left"))
+    b = int(np.searchsorted(h, np.uint64(hi), "right"))
+    if b - a == 0:
+        return 0
+    return int(np.count_nonzero(subset["f1"][a:b] == np.uint64(lo)))
+
+
+def _work(task: _Task) -> dict[str, Any]:
+    subset = load_subset(task.subset)
+    stats = SampleStats()
+    writer = _ShardWriter(Path(task.out_dir), task.worker, task.shard_size)
+    processed = output = 0
+    for shard in task.shards:
+        for key, raw in iter_shard_raw(shard, stats):
+            try:
+                meta = parse_sample_json(raw)
+            except (ValueError, UnicodeDecodeError) as exc:
+                stats.corrupt_samples += 1
+                stats.note(f"{Path(shard).name}/{key}: corrupt sample ({exc})")
+                continue
+            processed += 1
+            uid = meta["uid"].lower()
+            hi, lo = uid_to_pair(uid)
+            k = _count_in_subset(subset, hi, lo)
+            for j in range(k):
+                writer.write(f"{uid}-{j}", raw)
+            output += k
+    return {"worker": task.worker, "written": writer.close(), "processed": processed, "output": output,
+            "stats": stats.as_dict()}
+
+
+def _split(shards: list[Path], workers: int) -> list[list[str]]:
+    """Contiguous chunks of roughly equal size (by bytes), one per worker."""
+    if not shards:
+        return []
+    workers = max(1, min(workers, len(shards)))
+    sizes = np.array([max(1, s.stat().st_size) for s in shards], dtype=np.float64)
+    bounds = np.searchsorted(np.cumsum(sizes), np.linspace(0, sizes.sum(), workers + 1)[1:-1], side="left")
+    edges = [0, *[int(b) + 1 for b in bounds], len(shards)]
+    chunks = [[str(s) for s in shards[a:b]] for a, b in zip(edges, edges[1:], strict=False) if b > a]
+    return chunks
+
+
+def _clear_outputs(out: Path) -> None:
+    for p in out.iterdir():
+        if (
+            p.name.startswith(_TMP_PREFIX)
+            or p.name in ("meta.json", "sample_ids.npy")
+            or (p.suffix == ".tar" and p.stem.isdigit())
+            or (p.name.endswith("_stats.json") and p.name[:-11].isdigit())
+        ):
+            p.unlink()
+
+
+def reshard(
+    pool: Pool,
+    subset_npy: str | Path,
+    out_dir: str | Path,
+    workers: int = 2,
+    shard_size: int = 10000,
+) -> dict[str, Any]:
+    """Write the subset's samples (with multiplicity) as training shards; returns the meta dict."""
+    t0 = time.perf_counter()
+    subset_path = Path(subset_npy)
+    subset = load_subset(subset_path)  # validates dtype and order before any work
+    if shard_size < 1:
+        raise ValueError("shard_size must be >= 1")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _clear_outputs(out)
+    shards = pool.shards
+    if not shards:
+        raise FileNotFoundError(f"{pool.shards_dir}: no .tar shards to reshard")
+    tasks = [_Task(i, chunk, str(subset_path.resolve()), str(out), shard_size)
+             for i, chunk in enumerate(_split(shards, workers))]
+    if len(tasks) == 1:
+        results = [_work(tasks[0])]
+    else:
+        with mp.get_context("spawn").Pool(len(tasks)) as procs:
+            results = procs.map(_work, tasks, chunksize=1)
+    results.sort(key=lambda r: r["worker"])
+
+    # number the shards deterministically: worker order, then the order each worker wrote them
+    stats = SampleStats()
+    index = 0
+    for r in results:
+        for name, count in r["written"]:
+            os.replace(out / name, out / SHARD_FORMAT.format(index))
+            (out / STATS_FORMAT.format(index)).write_text(json.dumps({"successes": count}))
+            index += 1
+        stats.add(SampleStats(**{k: v for k, v in r["stats"].items()}))
+    shutil.copyfile(subset_path, out / ".sample_ids.npy.tmp")
+    os.replace(out / ".sample_ids.npy.tmp", out / "sample_ids.npy")
+
+    processed = sum(r["processed"] for r in results)
+    output = sum(r["output"] for r in results)
+    seconds = time.perf_counter() - t0
+    meta: dict[str, Any] = {
+        "input_dir": str(pool.shards_dir),
+        "output_dir": str(out),
+        "subset_file": str(subset_path),
+        "shard_format": SHARD_FORMAT,
+        "output_shard_format": SHARD_FORMAT,
+        "output_shard_stats_format": STATS_FORMAT,
+        "shard_size": shard_size,
+        "num_workers": len(tasks),
+        "processed_count": processed,
+        "output_count": output,
+        "output_shard_count": index,
+        "worker_success": len(results),
+        "blur_count": 0,
+        "blur_time": 0.0,
+        "subset_size": int(len(subset)),
+        "missing_from_input": int(len(subset)) - output,
+        "corrupt_samples": stats.corrupt_samples,
+        "corrupt_shards": stats.corrupt_shards,
+        "errors": stats.errors,
+        "seconds": round(seconds, 3),
+        "samples_per_s": round(processed / seconds, 1) if seconds > 0 else None,
+        "cwd": str(Path.cwd()),
+    }
+    tmp = out / ".meta.json.tmp"
+    tmp.write_text(json.dumps(meta, indent=2))
+    os.replace(tmp, out / "meta.json")
+    return meta

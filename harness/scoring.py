@@ -1,0 +1,394 @@
+"""Scoring engine: runs a filter over a pool and writes a cached score table.
+
+- metadata scorers and predicates run vectorised, one metadata file at a time;
+- model scorers run batched over the shards (tqdm progress), one partial parquet per shard in a
+  work directory, so an interrupted run resumes at the next unfinished shard;
+- the finished table is ``<cache_dir>/<scorer>-<key>.parquet``, with ``key`` a hash of
+  (scorer, settings, model fingerprint, pool fingerprint); rows follow the pool's metadata order.
+
+Score table contract (docs/architecture.md): a ``uid`` column and one float column per term; the
+schema metadata key ``b"harness"`` holds the record as JSON (scorer, settings, model_fingerprint,
+pool_fingerprint, plus kind, rows, missing). A predicate's table has one term, ``keep`` (1.0/0.0).
+
+NaN is allowed in exactly one case: a sample whose image is missing or undecodable in the shards
+(model scorers) gets NaN in every term, is counted in ``record["missing"]`` and is never selected.
+A scorer that returns NaN/inf for a sample it did score, or the wrong number of rows, is an error
+naming the plugin and the term.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from harness.plugins import Filter, PluginError, Predicate, Scorer, ScoringContext, instantiate
+from harness.pool import Pool, Sample, SampleStats, iter_shard_samples, uids_to_array
+
+ENGINE_VERSION = 1
+RECORD_KEY = b"harness"
+KEEP_TERM = "keep"
+
+ScoreTable = pd.DataFrame  # uid + terms; ``table.attrs["record"]`` holds the record
+
+
+@dataclass
+class Terms:
+    """A filter's terms over the whole pool, in metadata order, without the uid column."""
+
+    filter: Filter
+    terms: dict[str, np.ndarray]
+    record: dict[str, Any]
+    path: Path | None = None
+    _combined: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def is_predicate(self) -> bool:
+        return isinstance(self.filter, Predicate)
+
+    def combined(self) -> np.ndarray:
+        """One float score per row (higher = keep); for a predicate 1.0 keep / 0.0 drop."""
+        if self._combined is None:
+            if self.is_predicate:
+                self._combined = self.terms[KEEP_TERM]
+            else:
+                self._combined = combine_terms(self.filter, pd.DataFrame(self.terms, copy=False))
+        return self._combined
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, Path):
+        return str(o)
+    if isinstance(o, np.generic):
+        return o.item()
+    raise TypeError(f"not JSON-able: {o!r}")
+
+
+def cache_key(name: str, settings: dict[str, Any], model_fp: str, pool_fp: str) -> str:
+    blob = json.dumps(
+        {"scorer": name, "settings": settings, "model": model_fp, "pool": pool_fp, "v": ENGINE_VERSION},
+        sort_keys=True,
+        default=_json_default,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _atomic_write_table(table: pa.Table, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _check_terms(
+    filt: Filter, out: Any, n: int, expected: tuple[str, ...], where: str, allow_nan: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """Validate a plugin's output: a dict with every term, n finite floats each."""
+    if not isinstance(out, dict):
+        raise PluginError(f"filter {filt.name!r} returned {type(out).__name__}, expected a dict of terms ({where})")
+    missing = [t for t in expected if t not in out]
+    if missing:
+        raise PluginError(f"filter {filt.name!r} did not return term(s) {missing} ({where}); got {list(out)}")
+    res = {}
+    for t in expected:
+        try:
+            arr = np.asarray(out[t], dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError) as exc:
+            raise PluginError(f"filter {filt.name!r}, term {t!r}: not numeric ({where}): {exc}") from exc
+        if arr.shape[0] != n:
+            raise PluginError(f"filter {filt.name!r}, term {t!r}: {arr.shape[0]} values for {n} rows ({where})")
+        bad = ~np.isfinite(arr)
+        if allow_nan is not None:
+            bad &= ~(np.isnan(arr) & allow_nan)
+        if bad.any():
+            i = int(np.nonzero(bad)[0][0])
+            raise PluginError(
+                f"filter {filt.name!r}, term {t!r}: {arr[i]} at row {i} ({where}); scores must be finite "
+                "(NaN is reserved for samples without a decodable image)"
+            )
+        res[t] = arr
+    return res
+
+
+def combine_terms(filt: Filter, frame: pd.DataFrame) -> np.ndarray:
+    """The scorer's combined score, validated (NaN only where every term is NaN)."""
+    assert isinstance(filt, Scorer)
+    out = np.asarray(filt.combine(frame), dtype=np.float64).reshape(-1)
+    if out.shape[0] != len(frame):
+        raise PluginError(f"filter {filt.name!r}: combine() gave {out.shape[0]} values for {len(frame)} rows")
+    all_nan = frame.isna().all(axis=1).to_numpy() if len(frame.columns) else np.zeros(len(frame), bool)
+    bad = ~np.isfinite(out) & ~(np.isnan(out) & all_nan)
+    if bad.any():
+        i = int(np.nonzero(bad)[0][0])
+        raise PluginError(f"filter {filt.name!r}: combine() gave {out[i]} at row {i}; scores must be finite")
+    return out
+
+
+def _model_fingerprint(filt: Filter, ctx: ScoringContext) -> str:
+    if not isinstance(filt, Scorer):
+        return ""
+    try:
+        return str(filt.fingerprint(ctx))
+    except (AttributeError, RuntimeError):
+        # a scorer that can only fingerprint its loaded model
+        filt.setup(ctx)
+        return str(filt.fingerprint(ctx))
+
+
+def _term_names(filt: Filter) -> tuple[str, ...]:
+    return (KEEP_TERM,) if isinstance(filt, Predicate) else tuple(type(filt).terms)
+
+
+# ---------------------------------------------------------------------------------------------
+# the engine
+
+
+def _run_metadata(filt: Filter, pool: Pool, ctx: ScoringContext) -> dict[str, np.ndarray]:
+    needs = type(filt).needs
+    names = _term_names(filt)
+    parts: dict[str, list[np.ndarray]] = {t: [] for t in names}
+    if isinstance(filt, Scorer):
+        filt.setup(ctx)
+    for batch in pool.iter_metadata(needs.columns, needs.features):
+        where = Path(batch.path).name
+        if isinstance(filt, Predicate):
+            keep = np.asarray(filt.keep(batch, ctx)).reshape(-1)
+            if keep.shape[0] != len(batch):
+                raise PluginError(f"filter {filt.name!r}: keep() gave {keep.shape[0]} values for {len(batch)} rows ({where})")
+            if keep.dtype != bool:
+                raise PluginError(f"filter {filt.name!r}: keep() must return booleans, got {keep.dtype} ({where})")
+            parts[KEEP_TERM].append(keep.astype(np.float64))
+        else:
+            out = _check_terms(filt, filt.score_metadata(batch, ctx), len(batch), names, where)
+            for t in names:
+                parts[t].append(out[t])
+    return {t: np.concatenate(v) if v else np.empty(0) for t, v in parts.items()}
+
+
+def _shard_total(shard: Path) -> int | None:
+    stats = shard.with_name(shard.stem + "_stats.json")
+    try:
+        return int(json.loads(stats.read_text())["successes"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _score_shard(
+    filt: Scorer, shard: Path, ctx: ScoringContext, names: tuple[str, ...], stats: SampleStats, bar: Any
+) -> pa.Table:
+    needs = type(filt).needs
+    uids: list[str] = []
+    cols: dict[str, list[np.ndarray]] = {t: [] for t in names}
+    batch: list[Sample] = []
+
+    def flush() -> None:
+        if not batch:
+            return
+        where = f"shard {shard.name}, samples {batch[0].uid}..{batch[-1].uid}"
+        out = _check_terms(filt, filt.score_samples(list(batch), ctx), len(batch), names, where)
+        uids.extend(s.uid for s in batch)
+        for t in names:
+            cols[t].append(out[t])
+        bar.update(len(batch))
+        batch.clear()
+
+    no_image: list[str] = []
+    for s in iter_shard_samples(shard, decode_images=needs.images, stats=stats):
+        if needs.images and s.image is None:
+            no_image.append(s.uid)  # scored NaN below, never selected
+            bar.update(1)
+            continue
+        batch.append(s)
+        if len(batch) >= ctx.batch_size:
+            flush()
+    flush()
+    data: dict[str, Any] = {"uid": pa.array(uids + no_image, pa.string())}
+    for t in names:
+        vals = np.concatenate(cols[t]) if cols[t] else np.empty(0)
+        data[t] = np.concatenate([vals, np.full(len(no_image), np.nan)])
+    return pa.table(data)
+
+
+def _run_samples(
+    filt: Scorer, pool: Pool, ctx: ScoringContext, work: Path, progress: bool
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    from tqdm.auto import tqdm
+
+    names = _term_names(filt)
+    shards = pool.shards
+    if not shards:
+        raise PluginError(f"filter {filt.name!r} needs the pool's shards, but {pool.shards_dir} has none")
+    work.mkdir(parents=True, exist_ok=True)
+    todo = [s for s in shards if not (work / f"{s.stem}.parquet").exists()]
+    stats = SampleStats()
+    if todo:
+        filt.setup(ctx)
+        totals = [_shard_total(s) for s in todo]
+        total = sum(totals) if all(t is not None for t in totals) else None
+        bar = tqdm(total=total, desc=f"score {filt.name}", unit="sample", disable=not progress)
+        try:
+            for shard in todo:
+                part = _score_shard(filt, shard, ctx, names, stats, bar)
+                _atomic_write_table(part, work / f"{shard.stem}.parquet")  # resume point
+        finally:
+            bar.close()
+    # align the shard results to metadata order by uid
+    pool_uids = pool.uids()
+    order = np.argsort(pool_uids["f0"], kind="stable")
+    sorted_uids = pool_uids[order]
+    if len(sorted_uids) > 1 and (sorted_uids["f0"][1:] == sorted_uids["f0"][:-1]).any():
+        order = np.lexsort((pool_uids["f1"], pool_uids["f0"]))  # shared high words: sort by both
+        sorted_uids = pool_uids[order]
+    out = {t: np.full(len(pool_uids), np.nan) for t in names}
+    filled = np.zeros(len(pool_uids), dtype=bool)
+    unknown = 0
+    for shard in shards:
+        part = pq.read_table(work / f"{shard.stem}.parquet")
+        if part.num_rows == 0:
+            continue
+        arr = uids_to_array(part.column("uid"), where=f"{work / shard.stem}.parquet")
+        pos = _find_rows(sorted_uids, arr)
+        ok = pos >= 0
+        unknown += int((~ok).sum())
+        rows = order[pos[ok]]
+        first = ~filled[rows]  # a uid met twice in the shards: the first occurrence wins
+        rows, sel = rows[first], np.nonzero(ok)[0][first]
+        for t in names:
+            out[t][rows] = part.column(t).to_numpy()[sel]
+        filled[rows] = True
+    info = {
+        "missing": int(np.count_nonzero(np.isnan(out[names[0]]))),
+        "not_in_shards": int((~filled).sum()),
+        "unknown_uids_in_shards": unknown,
+        "sample_stats": stats.as_dict() if todo else None,
+    }
+    return out, info
+
+
+def _find_rows(sorted_uids: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Index of each query uid in a (hi, lo)-sorted uid array, -1 when absent."""
+    hi, lo = sorted_uids["f0"], sorted_uids["f1"]
+    left = np.searchsorted(hi, query["f0"], side="left")
+    right = np.searchsorted(hi, query["f0"], side="right")
+    pos = np.full(len(query), -1, dtype=np.int64)
+    single = (right - left) == 1
+    idx = left[single]
+    match = lo[idx] == query["f1"][single]
+    pos[np.nonzero(single)[0][match]] = idx[match]
+    for i in np.nonzero((right - left) > 1)[0]:  # shared high word: look at the low word
+        j = left[i] + np.searchsorted(lo[left[i] : right[i]], query["f1"][i])
+        if j < right[i] and lo[j] == query["f1"][i]:
+            pos[i] = j
+    return pos
+
+
+def compute_terms(
+    pool: Pool,
+    scorer_name: str,
+    ctx: ScoringContext,
+    cache_dir: str | Path | None,
+    progress: bool = True,
+    filt: Filter | None = None,
+) -> Terms:
+    """The filter's terms over the pool (cached); what selection uses (no uid strings held)."""
+    filt = filt if filt is not None else instantiate(scorer_name, ctx)
+    cls = type(filt)
+    names = _term_names(filt)
+    settings = filt.settings()
+    model_fp = _model_fingerprint(filt, ctx)
+    pool_fp = pool.fingerprint()
+    key = cache_key(filt.name, settings, model_fp, pool_fp)
+    record: dict[str, Any] = {
+        "scorer": filt.name,
+        "settings": settings,
+        "model_fingerprint": model_fp,
+        "pool_fingerprint": pool_fp,
+        "kind": cls.kind(),
+        "terms": list(names),
+        "key": key,
+    }
+    use_cache = cache_dir is not None and getattr(cls, "cache", True)
+    path = Path(cache_dir) / f"{filt.name}-{key}.parquet" if cache_dir is not None else None
+    if use_cache and path is not None and path.exists():
+        meta = pq.read_schema(path).metadata or {}
+        stored = json.loads(meta.get(RECORD_KEY, b"{}"))
+        table = pq.read_table(path, columns=list(names))
+        record.update({k: v for k, v in stored.items() if k not in record})
+        record["cached"] = True
+        return Terms(filt, {t: table.column(t).to_numpy() for t in names}, record, path)
+
+    if isinstance(filt, Scorer) and cls.uses_samples():
+        assert path is not None or cache_dir is None
+        work = (
+            Path(cache_dir) / f"{filt.name}-{key}.work"
+            if cache_dir is not None
+            else Path(tempfile.mkdtemp(prefix=f"score-{filt.name}-"))
+        )
+        terms, info = _run_samples(filt, pool, ctx, work, progress)
+        record.update(info)
+    else:
+        terms = _run_metadata(filt, pool, ctx)
+        record["missing"] = 0
+        work = None
+    record["rows"] = int(len(next(iter(terms.values()))))
+    record["cached"] = False
+    if use_cache and path is not None:
+        uid_col = pa.concat_arrays(
+            [c for p in pool.metadata_files for c in pq.read_table(p, columns=["uid"]).column("uid").chunks]
+        )
+        if len(uid_col) != record["rows"]:
+            raise PluginError(f"filter {filt.name!r}: {record['rows']} rows scored, pool has {len(uid_col)}")
+        table = pa.table({"uid": uid_col, **terms})
+        table = table.replace_schema_metadata({RECORD_KEY: json.dumps(record, default=_json_default).encode()})
+        _atomic_write_table(table, path)
+    if work is not None:
+        shutil.rmtree(work, ignore_errors=True)
+    return Terms(filt, terms, record, path if use_cache else None)
+
+
+def score(
+    pool: Pool,
+    scorer_name: str,
+    ctx: ScoringContext,
+    cache_dir: str | Path | None,
+    progress: bool = True,
+) -> ScoreTable:
+    """The score table of one filter over the pool: uid + one column per term (record in ``.attrs``)."""
+    t = compute_terms(pool, scorer_name, ctx, cache_dir, progress)
+    uid = pa.concat_arrays(
+        [c for p in pool.metadata_files for c in pq.read_table(p, columns=["uid"]).column("uid").chunks]
+    )
+    frame = pd.DataFrame({"uid": pd.Series(uid.to_pandas(types_mapper=pd.ArrowDtype))})
+    frame["uid"] = frame["uid"].astype("string[pyarrow]")
+    for name, arr in t.terms.items():
+        frame[name] = arr
+    frame.attrs["record"] = t.record
+    return frame
+
+
+def read_score_table(path: str | Path) -> ScoreTable:
+    """A cached score table with its record in ``.attrs["record"]``."""
+    table = pq.read_table(path)
+    meta = table.schema.metadata or {}
+    frame = table.to_pandas(types_mapper={pa.string(): pd.StringDtype("pyarrow")}.get)
+    frame.attrs["record"] = json.loads(meta.get(RECORD_KEY, b"{}"))
+    return frame

@@ -1,0 +1,134 @@
+"""``harness select``: a filter expression -> DataComp subset (.npy, u8,u8, sorted) + provenance JSON.
+
+The subset loads with ``np.load`` exactly as DataComp's resharder reads it; a row listed k times
+(from ``uids:`` terms with repeats) is written k times.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness import expressions
+from harness.plugins import ScoringContext, get_filter, instantiate
+from harness.pool import UID_DTYPE, Pool, sort_uids
+
+SUBSET_NPY = "subset.npy"
+SUBSET_JSON = "subset.json"
+
+
+def _atomic_write_bytes(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_subset(path: str | Path, uids: np.ndarray) -> None:
+    """np.save a u8,u8 array (sorted here) atomically."""
+    arr = np.asarray(uids)
+    if arr.dtype != UID_DTYPE:
+        raise ValueError(f"subset must have dtype {UID_DTYPE}, got {arr.dtype}")
+    arr = sort_uids(arr)
+    _atomic_write_bytes(Path(path), lambda f: np.save(f, arr, allow_pickle=False))
+
+
+def _detector_used(filters: list[Any]) -> str | None:
+    """The language detector, when some filter of the expression uses one."""
+    from harness import langid
+
+    for f in filters:
+        if "detector" in (s := f.settings()):
+            return str(s["detector"])
+    if any(getattr(f, "lid_model", None) is not None for f in filters):
+        return langid.detector_name()
+    return None
+
+
+def select(
+    pool: Pool,
+    expr: str,
+    out_dir: str | Path,
+    ctx: ScoringContext,
+    cache_dir: str | Path | None,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Evaluate ``expr`` over the pool; write ``subset.npy`` + ``subset.json`` in ``out_dir``.
+
+    Returns the provenance dict (also what subset.json holds).
+    """
+    from harness.scoring import compute_terms
+
+    t0 = time.perf_counter()
+    ast = expressions.parse(expr)  # refuses a bad expression before any work
+    ctx = dataclasses.replace(ctx, pool=pool, seed=seed)
+    names = expressions.scorer_names(ast)
+    filters = {name: instantiate(name, ctx) for name in names}
+    n = len(pool)
+
+    computed: dict[str, Any] = {}
+
+    def scores(name: str) -> np.ndarray:
+        if name not in computed:
+            computed[name] = compute_terms(pool, name, ctx, cache_dir, progress=progress, filt=filters[name])
+        return computed[name].combined()
+
+    uid_cache: dict[str, np.ndarray] = {}
+
+    def pool_uids() -> np.ndarray:
+        if "u" not in uid_cache:
+            uid_cache["u"] = pool.validate()
+        return uid_cache["u"]
+
+    result, terms = expressions.evaluate(ast, n, scores, pool_uids)
+    uids = pool_uids()
+    if len(uids) != n:
+        raise ValueError(f"{pool}: {len(uids)} uids but {n} metadata rows")
+    chosen = uids[result] if result.dtype == bool else np.repeat(uids, result.astype(np.int64))
+    chosen = sort_uids(chosen)
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_subset(out / SUBSET_NPY, chosen)
+    unique = int(np.count_nonzero(result)) if result.dtype != bool else int(result.sum())
+    info: dict[str, Any] = {
+        "expression": expr,
+        "parsed": str(ast),
+        "pool": str(pool.root),
+        "pool_fingerprint": pool.fingerprint(),
+        "pool_size": n,
+        "kept": int(len(chosen)),
+        "unique": unique,
+        "fraction": (len(chosen) / n) if n else 0.0,
+        "seed": seed,
+        "terms": [t.as_dict() for t in terms],
+        "scores": {
+            name: {
+                "kind": get_filter(name).kind(),
+                "settings": t.record.get("settings"),
+                "model_fingerprint": t.record.get("model_fingerprint"),
+                "cache": str(t.path) if t.path else None,
+                "missing": t.record.get("missing", 0),
+            }
+            for name, t in computed.items()
+        },
+        "detector": _detector_used(list(filters.values())),
+        "subset": SUBSET_NPY,
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+    payload = json.dumps(info, indent=2, default=str).encode()
+    _atomic_write_bytes(out / SUBSET_JSON, lambda f: f.write(payload))
+    return info
