@@ -1,0 +1,261 @@
+"""Offline readers for the suite's sources.
+
+- clip_benchmark webdatasets (REFERENCE.md section 2): ``classnames.txt``,
+  ``zeroshot_classification_templates.txt``, optional ``dataset_type.txt``, ``test/nshards.txt``,
+  ``test/{0..N-1}.tar`` with members ``<key>.webp|png|jpg|jpeg`` plus ``.cls`` (label), ``.txt``
+  (captions, one per line) and ``.npy`` (per-sample metadata of the WILDS and fairness sets).
+  Read in shard order, members grouped by key the way webdataset does (key = name up to the first
+  dot of the base name).
+- Hugging Face datasets (Flickr, MSCOCO, WinoGAViL): a directory written by ``save_to_disk``
+  (``load_from_disk``), or parquet files (the hub's parquet conversion or a snapshot of them),
+  read lazily row by row.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import tarfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch.utils.data as tud
+from PIL import Image
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTS = ("webp", "png", "jpg", "jpeg")
+
+
+class DataError(RuntimeError):
+    """A task's local data is missing or malformed (the message names the file)."""
+
+
+def _read_lines(path: Path) -> list[str]:
+    with open(path, encoding="utf-8") as f:
+        # clip_benchmark strips each line and keeps them all (no trailing empty line from splitlines)
+        return [line.strip() for line in f.read().splitlines()]
+
+
+@dataclass
+class WdsInfo:
+    root: Path
+    shards: list[Path]
+    classnames: list[str] | None
+    templates: list[str] | None
+    dataset_type: str
+
+
+def open_wds(root: Path, split: str = "test") -> WdsInfo:
+    root = Path(root)
+    nfile = root / split / "nshards.txt"
+    if not nfile.exists():
+        raise DataError(f"{nfile} not found: not a clip_benchmark webdataset (fetch it with download-eval)")
+    try:
+        n = int(nfile.read_text().strip())
+    except ValueError as e:
+        raise DataError(f"{nfile}: expected an integer shard count") from e
+    shards = [root / split / f"{i}.tar" for i in range(n)]
+    missing = [s.name for s in shards if not s.exists()]
+    if missing:
+        raise DataError(f"{root / split}: {len(missing)} of {n} shards missing (e.g. {missing[:3]})")
+    cfile, tfile, dfile = root / "classnames.txt", root / "zeroshot_classification_templates.txt", root / "dataset_type.txt"
+    return WdsInfo(
+        root=root,
+        shards=shards,
+        classnames=_read_lines(cfile) if cfile.exists() else None,
+        templates=_read_lines(tfile) if tfile.exists() else None,
+        dataset_type=dfile.read_text().strip().lower() if dfile.exists() else "classification",
+    )
+
+
+def _decode(ext: str, data: bytes) -> Any:
+    if ext in IMAGE_EXTS:
+        img = Image.open(io.BytesIO(data))
+        img.load()
+        return img.convert("RGB")
+    if ext == "cls":
+        return int(data.decode("utf-8").strip())
+    if ext == "txt":
+        return data.decode("utf-8")
+    if ext == "npy":
+        return np.load(io.BytesIO(data), allow_pickle=False)
+    return data
+
+
+@dataclass
+class ReadStats:
+    samples: int = 0
+    skipped: int = 0
+    reasons: list[str] = field(default_factory=list)
+
+    def skip(self, why: str) -> None:
+        self.skipped += 1
+        if len(self.reasons) < 20:
+            self.reasons.append(why)
+
+
+def iter_wds_samples(shards: list[Path], need: tuple[str, ...], stats: ReadStats | None = None) -> Iterator[dict]:
+    """Samples of the given shards, in order: {"__key__", "image", and each field in ``need``}.
+
+    ``need`` names fields other than the image ("cls", "txt", "npy"). A sample with no image, a
+    missing needed field, or a member that fails to decode is skipped and counted in ``stats``.
+    """
+    stats = stats if stats is not None else ReadStats()
+    for shard in shards:
+        try:
+            with tarfile.open(shard, "r|*") as tar:
+                current: str | None = None
+                raw: dict[str, bytes] = {}
+                for member in tar:
+                    if not member.isfile():
+                        continue
+                    base = member.name.rsplit("/", 1)[-1]
+                    if "." not in base:
+                        continue
+                    prefix = member.name[: len(member.name) - len(base)]
+                    key, ext = prefix + base.split(".", 1)[0], base.split(".", 1)[1].lower()
+                    if key != current:
+                        if current is not None:
+                            s = _assemble(current, raw, need, shard, stats)
+                            if s is not None:
+                                yield s
+                        current, raw = key, {}
+                    f = tar.extractfile(member)
+                    raw[ext] = f.read() if f is not None else b""
+                if current is not None:
+                    s = _assemble(current, raw, need, shard, stats)
+                    if s is not None:
+                        yield s
+        except tarfile.TarError as e:
+            raise DataError(f"{shard}: unreadable tar ({e})") from e
+
+
+def _assemble(key: str, raw: dict[str, bytes], need: tuple[str, ...], shard: Path, stats: ReadStats) -> dict | None:
+    img_ext = next((e for e in IMAGE_EXTS if e in raw), None)
+    if img_ext is None:
+        stats.skip(f"{shard.name}:{key}: no image member")
+        return None
+    out: dict[str, Any] = {"__key__": key}
+    try:
+        out["image"] = _decode(img_ext, raw[img_ext])
+        for n in need:
+            if n not in raw:
+                stats.skip(f"{shard.name}:{key}: no .{n} member")
+                return None
+            out[n] = _decode(n, raw[n])
+    except Exception as e:  # a corrupt member: skip the sample, count it
+        stats.skip(f"{shard.name}:{key}: {type(e).__name__}: {e}")
+        return None
+    stats.samples += 1
+    return out
+
+
+# ---------------------------------------------------------------- batching (optionally in worker processes)
+
+
+def iter_batches(
+    shards: list[Path], need: tuple[str, ...], preprocess: Callable[[Image.Image], Any], batch_size: int,
+    num_workers: int = 0, stats: ReadStats | None = None,
+) -> Iterator[list[dict]]:
+    """Batches of samples with ``image`` replaced by ``preprocess(image)``.
+
+    With workers, shards are dealt round-robin to torch DataLoader workers that decode and
+    preprocess in parallel; every sample carries its own label/metadata, so the interleaved order
+    does not matter to any metric. Skip counts are only tracked in-process (num_workers=0).
+    """
+    if num_workers <= 0:
+        batch: list[dict] = []
+        for s in iter_wds_samples(shards, need, stats):
+            s["image"] = preprocess(s["image"])
+            batch.append(s)
+            if len(batch) == batch_size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+        return
+    ds = _ShardStream(shards, need, preprocess)
+    loader = tud.DataLoader(ds, batch_size=batch_size, num_workers=min(num_workers, len(shards)),
+                            collate_fn=list)
+    yield from loader
+
+
+class _ShardStream(tud.IterableDataset):
+    """Shards split across DataLoader workers."""
+
+    def __init__(self, shards, need, preprocess):
+        self.shards, self.need, self.preprocess = shards, need, preprocess
+
+    def __iter__(self):
+        info = tud.get_worker_info()
+        mine = self.shards if info is None else self.shards[info.id :: info.num_workers]
+        for s in iter_wds_samples(mine, self.need):
+            s["image"] = self.preprocess(s["image"])
+            yield s
+
+
+# ---------------------------------------------------------------- Hugging Face datasets
+
+
+class HfRows:
+    """Rows of a local Hugging Face dataset copy, read lazily (images decoded one row at a time)."""
+
+    def __init__(self, root: Path, columns: list[str], factory: Callable[[], Iterator[dict]]):
+        self.root, self.columns, self._factory = root, columns, factory
+
+    def __iter__(self) -> Iterator[dict]:
+        return self._factory()
+
+    def require(self, columns: tuple[str, ...]) -> None:
+        missing = [c for c in columns if c not in self.columns]
+        if missing:
+            raise DataError(f"{self.root}: missing column(s) {missing}; has {self.columns}")
+
+
+def open_hf(root: Path, split: str = "test") -> HfRows:
+    """A ``save_to_disk`` directory (Dataset, or DatasetDict with ``split``) or a directory of parquet
+    files (files under a ``<split>`` folder or named ``<split>*`` are preferred)."""
+    root = Path(root)
+    if not root.exists():
+        raise DataError(f"{root} not found (fetch it with download-eval)")
+    if (root / "dataset_dict.json").exists() or (root / "state.json").exists():
+        import datasets
+
+        ds = datasets.load_from_disk(str(root))
+        if isinstance(ds, datasets.DatasetDict):
+            if split not in ds:
+                raise DataError(f"{root}: no split {split!r} (has {list(ds)})")
+            ds = ds[split]
+        return HfRows(root, list(ds.column_names), lambda: iter(ds))
+    files = sorted(root.rglob("*.parquet"))
+    if not files:
+        raise DataError(f"{root}: neither a save_to_disk dataset nor parquet files")
+    chosen = [f for f in files if split in f.relative_to(root).parts[:-1] or f.name.startswith(split)] or files
+    import pyarrow.parquet as pq
+
+    def rows() -> Iterator[dict]:
+        for f in chosen:
+            for batch in pq.ParquetFile(f).iter_batches(batch_size=64):
+                yield from batch.to_pylist()
+
+    return HfRows(root, list(pq.ParquetFile(chosen[0]).schema_arrow.names), rows)
+
+
+def to_image(value: Any, root: Path | None = None) -> Image.Image:
+    """A Hugging Face image cell (PIL image, {"bytes","path"} struct, or a path) -> RGB PIL image."""
+    if isinstance(value, Image.Image):
+        return value.convert("RGB")
+    if isinstance(value, dict):
+        if value.get("bytes"):
+            return Image.open(io.BytesIO(value["bytes"])).convert("RGB")
+        value = value.get("path")
+    if isinstance(value, str):
+        p = Path(value)
+        if not p.is_absolute() and root is not None:
+            p = root / p
+        return Image.open(p).convert("RGB")
+    raise DataError(f"cannot read an image from a {type(value).__name__} cell")

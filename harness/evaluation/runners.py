@@ -1,0 +1,208 @@
+"""One runner per task kind: read the task's local data, encode with the shared encoder, score.
+
+Every runner returns the metrics dict of one DataComp result line (before ``main_metric``).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import metrics as M
+from .loaders import DataError, ReadStats, iter_batches, open_hf, open_wds, to_image
+from .suites import Task
+
+
+class RunContext:
+    def __init__(self, encoder: Any, batch_size: int = 64, num_workers: int = 0):
+        self.encoder, self.batch_size, self.num_workers = encoder, batch_size, num_workers
+
+
+# ---------------------------------------------------------------- classification core
+
+
+def _classifier(enc: Any, classnames: list[str], templates: list[str]) -> np.ndarray:
+    texts = [t.format(c=c) for c in classnames for t in templates]
+    feats = enc.encode_texts(texts, amp=True)
+    return M.class_weights(feats.reshape(len(classnames), len(templates), -1))
+
+
+def classify_wds(task: Task, root: Path, ctx: RunContext, need_meta: bool = False, k: int = 5) -> dict[str, Any]:
+    """Zero-shot classification over a webdataset: top-k predictions, labels, optional metadata."""
+    info = open_wds(root)
+    if not info.classnames or not info.templates:
+        raise DataError(f"{root}: classnames.txt and zeroshot_classification_templates.txt are required")
+    weights = _classifier(ctx.encoder, info.classnames, info.templates)
+    need = ("cls", "npy") if need_meta else ("cls",)
+    stats = ReadStats()
+    topk, labels, metas = [], [], []
+    for batch in iter_batches(info.shards, need, ctx.encoder.preprocess, ctx.batch_size, ctx.num_workers, stats):
+        feats = ctx.encoder.encode_image_batch([s["image"] for s in batch], amp=False)
+        logits = M.zeroshot_logits(feats, weights)
+        topk.append(M.topk_predictions(logits, k).numpy())
+        labels.extend(s["cls"] for s in batch)
+        if need_meta:
+            metas.extend(np.asarray(s["npy"]).reshape(-1) for s in batch)
+    if not labels:
+        raise DataError(f"{root}: no readable samples ({stats.skipped} skipped: {stats.reasons[:3]})")
+    return {
+        "topk": np.concatenate(topk),
+        "labels": np.asarray(labels, dtype=np.int64),
+        "metadata": np.stack(metas) if need_meta else None,
+        "n_classes": len(info.classnames),
+        "skipped": stats.skipped,
+    }
+
+
+def _with_skips(metrics: dict, skipped: int) -> dict:
+    if skipped:
+        metrics["skipped_samples"] = skipped
+    return metrics
+
+
+def run_zeroshot_classification(task: Task, root: Path, ctx: RunContext) -> dict:
+    info = open_wds(root)
+    if info.dataset_type == "retrieval":
+        return run_wds_retrieval(task, root, ctx)
+    r = classify_wds(task, root, ctx)
+    return _with_skips(M.classification_metrics(r["topk"], r["labels"], r["n_classes"]), r["skipped"])
+
+
+def run_wilds(kind: str) -> Callable[[Task, Path, RunContext], dict]:
+    def runner(task: Task, root: Path, ctx: RunContext) -> dict:
+        r = classify_wds(task, root, ctx, need_meta=True)
+        out = M.classification_metrics(r["topk"], r["labels"], r["n_classes"])
+        pred, y, md = r["topk"][:, 0], r["labels"], r["metadata"]
+        if kind == "iwildcam":
+            out.update(M.iwildcam_metrics(pred, y))
+        elif kind == "camelyon17":
+            out.update(M.camelyon17_metrics(pred, y, md))
+        elif kind == "fmow":
+            out.update(M.fmow_metrics(pred, y, md))
+        elif kind == "dollar_street":
+            out.update(M.dollar_street_metrics(r["topk"], y, md))
+        elif kind == "geode":
+            out.update(M.geode_metrics(pred, y, md))
+        return _with_skips(out, r["skipped"])
+
+    return runner
+
+
+def run_fairface(task: Task, root: Path, ctx: RunContext) -> dict:
+    """Four zero-shot heads; classnames/templates are "<head>:<text>" lines; labels in the .npy."""
+    info = open_wds(root)
+    if not info.classnames or not info.templates:
+        raise DataError(f"{root}: classnames.txt and zeroshot_classification_templates.txt are required")
+    heads: dict[str, dict[str, list[str]]] = defaultdict(lambda: {"classnames": [], "templates": []})
+    for t in info.templates:
+        head, text = t.split(":", 1)
+        heads[head]["templates"].append(text)
+    for c in info.classnames:
+        head, text = c.split(":", 1)
+        heads[head]["classnames"].append(text)
+    missing = [h for h in M.FAIRFACE_HEADS if not heads[h]["classnames"] or not heads[h]["templates"]]
+    if missing:
+        raise DataError(f"{root}: no classnames/templates for head(s) {missing}")
+    weights = {h: _classifier(ctx.encoder, heads[h]["classnames"], heads[h]["templates"]) for h in M.FAIRFACE_HEADS}
+    stats = ReadStats()
+    preds: dict[str, list[np.ndarray]] = {h: [] for h in M.FAIRFACE_HEADS}
+    metas = []
+    for batch in iter_batches(info.shards, ("npy",), ctx.encoder.preprocess, ctx.batch_size, ctx.num_workers, stats):
+        feats = ctx.encoder.encode_image_batch([s["image"] for s in batch], amp=False)
+        for h in M.FAIRFACE_HEADS:
+            preds[h].append(M.zeroshot_logits(feats, weights[h]).argmax(dim=1).numpy())
+        metas.extend(np.asarray(s["npy"]).reshape(-1) for s in batch)
+    if not metas:
+        raise DataError(f"{root}: no readable samples ({stats.skipped} skipped)")
+    out = M.fairface_metrics({h: np.concatenate(v) for h, v in preds.items()}, np.stack(metas))
+    return _with_skips(out, stats.skipped)
+
+
+# ---------------------------------------------------------------- retrieval
+
+
+def _retrieval(ctx: RunContext, pairs) -> dict:
+    """pairs: iterable of (preprocessed image, list of its captions); encoded batch by batch."""
+    enc = ctx.encoder
+    feats, texts, index, batch = [], [], [], []
+    n = 0
+
+    def flush():
+        if batch:
+            feats.append(enc.encode_image_batch(batch, amp=True))
+            batch.clear()
+
+    for item, caps in pairs:
+        batch.append(item)
+        texts.extend(caps)
+        index.extend([n] * len(caps))
+        n += 1
+        if len(batch) == ctx.batch_size:
+            flush()
+    flush()
+    if n == 0:
+        raise DataError("no readable image-caption pairs")
+    tfeats = enc.encode_texts(texts, amp=True)
+    return M.retrieval_metrics(np.concatenate(feats), tfeats, index, recall_k=(1, 5, 10))
+
+
+def run_wds_retrieval(task: Task, root: Path, ctx: RunContext) -> dict:
+    """clip_benchmark retrieval webdataset (dataset_type.txt = retrieval): .txt holds one caption a line."""
+    info = open_wds(root)
+    stats = ReadStats()
+    batches = iter_batches(info.shards, ("txt",), ctx.encoder.preprocess, ctx.batch_size, ctx.num_workers, stats)
+    pairs = ((s["image"], s["txt"].splitlines()) for b in batches for s in b)
+    return _with_skips(_retrieval(ctx, pairs), stats.skipped)
+
+
+def run_hf_retrieval(task: Task, root: Path, ctx: RunContext) -> dict:
+    """Flickr / MSCOCO Hugging Face copies: columns ``image`` and ``caption`` (list of captions)."""
+    if (root / "test" / "nshards.txt").exists():
+        return run_wds_retrieval(task, root, ctx)
+    rows = open_hf(root)
+    rows.require(("image", "caption"))
+    pairs = ((ctx.encoder.preprocess(to_image(r["image"], root)),
+              [r["caption"]] if isinstance(r["caption"], str) else list(r["caption"])) for r in rows)
+    return _retrieval(ctx, pairs)
+
+
+def run_winogavil(task: Task, root: Path, ctx: RunContext) -> dict:
+    """WinoGAViL: columns ``cue``, ``candidates``, ``associations``, ``candidate_images``."""
+    rows = open_hf(root)
+    rows.require(("cue", "candidates", "associations", "candidate_images"))
+    enc = ctx.encoder
+    scores, groups = [], []
+    for r in rows:
+        cue = enc.encode_texts([M.winogavil_prompt(r["cue"])], amp=True)[0]
+        imgs = [enc.preprocess(to_image(x, root)) for x in r["candidate_images"]]
+        feats = enc.encode_image_batch(imgs, amp=True)
+        sims = (torch.from_numpy(cue[None, :]) @ torch.from_numpy(feats).t()).squeeze(0).numpy()
+        y_true = np.isin(r["candidates"], r["associations"])
+        scores.append(M.winogavil_instance(sims, y_true))
+        groups.append(len(imgs))
+    return M.winogavil_metrics(scores, groups)
+
+
+RUNNERS: dict[str, Callable[[Task, Path, RunContext], dict]] = {
+    "zeroshot_classification": run_zeroshot_classification,
+    "zeroshot_retrieval": run_hf_retrieval,
+    "winogavil": run_winogavil,
+    "wilds_iwildcam": run_wilds("iwildcam"),
+    "wilds_camelyon17": run_wilds("camelyon17"),
+    "wilds_fmow": run_wilds("fmow"),
+    "dollar_street": run_wilds("dollar_street"),
+    "geode": run_wilds("geode"),
+    "fairface": run_fairface,
+}
+
+
+def run_task(task: Task, data_root: Path, ctx: RunContext) -> dict:
+    root = task.data_dir(data_root)
+    if not root.exists():
+        raise DataError(f"task {task.key} ({task.name}): {root} not found")
+    return RUNNERS[task.task](task, root, ctx)
