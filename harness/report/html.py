@@ -14,7 +14,7 @@ body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2e
 table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
 th, td { border-bottom: 1px solid #ddd; padding: 0.3em 0.7em; }
 th { border-bottom: 2px solid #444; text-align: left; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 tr.published td { color: #555; font-style: italic; }
 tr.scale-start td { border-top: 2px solid #444; }
 figure { margin: 1.5em 0; }
