@@ -6,9 +6,10 @@ caption with the scoring CLIP (cosine of L2-normalised embeddings). Keep the hig
 ``tmars>=0.281`` is the paper's released DataComp-medium list (OpenAI ViT-B/32), ``tmars20`` keeps
 the top 20% of the pool.
 
-Options (``--option tmars.<name>=...``):
+Options (``--set tmars.<name>=...``):
 - ``detector``: registry name or ``"module:Class"`` of the text detector (default ``"rapidocr"``).
-- ``detector_options``: dict of the detector's constructor options, e.g. ``{"upscale_to": 0}``.
+- ``detector_options``: dict (or JSON text) of the detector's constructor options, e.g.
+  ``--set 'tmars.detector_options={"upscale_to": 0}'``.
 - ``model``: the scoring CLIP as a world model dir, checkpoint or open_clip id; by default the
   model named ``ref_b32`` (the world's reference B/32; on a real pool pass
   ``--model ref_b32=ViT-B-32:openai``, the model the paper's released list was scored with).
@@ -20,6 +21,7 @@ image's pixels inside the union of the boxes).
 
 from __future__ import annotations
 
+import json
 from typing import Any, ClassVar
 
 import numpy as np
@@ -53,6 +55,13 @@ class TMars(Scorer):
         detector_options: dict[str, Any] | None = None,
         model: str | None = None,
     ) -> None:
+        if isinstance(detector_options, str):  # from the command line: --set 'tmars.detector_options={...}'
+            try:
+                detector_options = json.loads(detector_options)
+            except json.JSONDecodeError as exc:
+                raise PluginError(
+                    f"tmars: detector_options is not JSON: {detector_options!r} ({exc})"
+                ) from exc
         if detector_options is not None and not isinstance(detector_options, dict):
             raise PluginError(f"tmars: detector_options must be a dict, got {detector_options!r}")
         super().__init__(detector=detector, detector_options=dict(detector_options or {}), model=model)

@@ -9,6 +9,9 @@ coordinates (pixel (i, j) covers [i, i+1) x [j, j+1)):
 An image with no text gets an array with k = 0. Masking (``harness.tmars.masking``) uses the
 axis-aligned bounding box of each region, so either form works.
 
+A detector may expose a ``fingerprint`` string (weights and settings); the tmars scorer puts it in
+the score table's cache key.
+
 Adding a detector (FAST, as the T-MARS paper used, or any other)::
 
     from harness.tmars import register_detector
@@ -18,8 +21,8 @@ Adding a detector (FAST, as the T-MARS paper used, or any other)::
         def __init__(self, checkpoint: str, threads: int = 1): ...
         def detect(self, images): ...   # list[PIL.Image] -> list[np.ndarray]
 
-and select it with the scorer option ``detector="fast"`` (its constructor options go in
-``detector_options``). A detector may also be a dotted path ``"my_pkg.module:ClassName"``.
+and select it with ``--set tmars.detector=fast`` (its constructor options go in
+``--set 'tmars.detector_options={"checkpoint": "..."}'``). A detector may also be a dotted path ``"my_pkg.module:ClassName"``.
 """
 
 from __future__ import annotations
@@ -106,6 +109,9 @@ class RapidOCRDetector:
         threads: int = 1,
         model_path: str | None = None,
     ) -> None:
+        # options may arrive as text from the command line
+        upscale_to, threads = int(upscale_to), int(threads)
+        box_thresh, thresh, unclip_ratio = float(box_thresh), float(thresh), float(unclip_ratio)
         import rapidocr_onnxruntime
         import yaml
         from rapidocr_onnxruntime.ch_ppocr_det import TextDetector as _PPOCRDet
@@ -129,9 +135,7 @@ class RapidOCRDetector:
         self._det = _PPOCRDet(cfg)
         # identifies the weights and the settings that change the boxes (part of score-table keys)
         digest = hashlib.sha256(Path(cfg["model_path"]).read_bytes()).hexdigest()[:12]
-        self.fingerprint = (
-            f"ppocr-det:{digest}:up{self.upscale_to}:t{thresh}:b{box_thresh}:u{unclip_ratio}"
-        )
+        self.fingerprint = f"ppocr-det:{digest}:up{self.upscale_to}:t{thresh}:b{box_thresh}:u{unclip_ratio}"
 
     def _detect_one(self, image: Image.Image) -> np.ndarray:
         w, h = image.size

@@ -160,8 +160,17 @@ def test_bad_options_and_inputs(fake_models):
     ctx = ScoringContext(pool=None, models_dir=models_dir)  # type: ignore[arg-type]
     with pytest.raises(PluginError, match="unknown text detector 'fast'"):
         instantiate("tmars", ctx, detector="fast").setup(ctx)
-    with pytest.raises(PluginError, match="detector_options must be a dict"):
+    with pytest.raises(PluginError, match="detector_options is not JSON"):
         instantiate("tmars", ctx, detector_options="upscale_to=0")
+    with pytest.raises(PluginError, match="detector_options must be a dict"):
+        instantiate("tmars", ctx, detector_options="[1]")
+    # what `--set 'tmars.detector_options={"upscale_to": "0"}'` delivers: JSON text, string values
+    cli = ScoringContext(
+        pool=None, models_dir=models_dir, options={"tmars": {"detector_options": '{"upscale_to": "0"}'}}
+    )  # type: ignore[arg-type]
+    scorer = instantiate("tmars", cli)
+    scorer.setup(cli)
+    assert scorer._detector.upscale_to == 0
     scorer = instantiate("tmars", ctx)
     broken = Sample(uid="ab" * 16, key="0", image=None, caption="x", meta={}, shard="00000001.tar")
     with pytest.raises(PluginError, match="abab.*00000001.tar"):
