@@ -14,6 +14,7 @@ from harness.report.table import (
     format_samples,
     format_table,
     method_label,
+    summary_row,
     table_rows,
     to_csv,
     to_latex,
@@ -22,6 +23,6 @@ from harness.report.table import (
 
 __all__ = [
     "COLUMNS", "ReportError", "Row", "RunResult", "Stat", "build_report", "discover_runs", "format_samples",
-    "format_table", "load_published", "load_run", "method_label", "table_rows", "to_csv", "to_latex",
+    "format_table", "load_published", "load_run", "method_label", "summary_row", "table_rows", "to_csv", "to_latex",
     "to_markdown", "write_report",
 ]

@@ -69,8 +69,8 @@ def build_report(
 ) -> dict[str, Path]:
     """Write the table (table.md/.csv/.tex), figures (plots/*.png), the oracle table on the tiny
     world (oracle.csv), report.md and the self-contained report.html into `out_dir`.
-    Returns the written files by name (table_md, table_csv, table_tex, report_md, report_html,
-    oracle_csv, plot_<figure id>)."""
+    Returns the written files by name: markdown, csv, latex (the table), html, report_md,
+    oracle_csv (tiny world only), plot_<figure id> (figures that had data)."""
     return write_report(table_rows(run_dirs, scale, include_published, published_csv), out_dir, scale)
 
 
@@ -88,9 +88,9 @@ def write_report(rows: Sequence[Row], out_dir: Path, scale: str | None = None) -
         written[name] = path
 
     table_md = to_markdown(rows)
-    write("table_md", "table.md", table_md)
-    write("table_csv", "table.csv", to_csv(rows))
-    write("table_tex", "table.tex", to_latex(rows))
+    write("markdown", "table.md", table_md)
+    write("csv", "table.csv", to_csv(rows))
+    write("latex", "table.tex", to_latex(rows))
 
     orows, noise_types = oracle_rows(user_rows)
     o_header, o_body = oracle_table(orows, noise_types)
@@ -120,5 +120,5 @@ def write_report(rows: Sequence[Row], out_dir: Path, scale: str | None = None) -
         md += ["## Runs", "", _markdown_table(r_header, r_body)]
         sections.append(("Runs", plain_table(r_header, r_body, "runs")))
     write("report_md", "report.md", "\n".join(md))
-    write("report_html", "report.html", render_html(TITLE, rows, figures, sections))
+    write("html", "report.html", render_html(TITLE, rows, figures, sections))
     return written

@@ -35,8 +35,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"harness report: {exc}", file=sys.stderr)
         return 2
     print(format_table(rows), end="")
-    print(f"\nreport: {written['report_html']}\ntables: {written['table_md']}, {written['table_csv']}, "
-          f"{written['table_tex']}")
+    print(f"\nreport: {written['html']}\ntables: {written['markdown']}, {written['csv']}, {written['latex']}")
     return 0
 
 

@@ -119,24 +119,30 @@ def load_run(path: Path) -> RunResult:
         raise ReportError(f"{summary_path}: missing (evaluate the run first)") from exc
     except json.JSONDecodeError as exc:
         raise ReportError(f"{summary_path}: not valid JSON ({exc})") from exc
+    return run_from_summary(summary, path, str(summary_path))
+
+
+def run_from_summary(summary: Any, path: Path, where: str = "summary") -> RunResult:
+    """A RunResult from a summary.json object (see "Summary contract" in docs/architecture.md).
+    Per-task results come from the summary, else from path/eval_results.jsonl."""
     if not isinstance(summary, dict):
-        raise ReportError(f"{summary_path}: expected a JSON object")
+        raise ReportError(f"{where}: expected a JSON object")
     for name in ("filter", "scale", "aggregates"):
         if name not in summary:
-            raise ReportError(f"{summary_path}: missing field {name!r}")
+            raise ReportError(f"{where}: missing field {name!r}")
     raw_aggs = summary["aggregates"]
     if not isinstance(raw_aggs, dict):
-        raise ReportError(f"{summary_path}: 'aggregates' must be an object")
-    aggregates = {k: _number(raw_aggs.get(k), f"{summary_path} aggregates[{k!r}]") for k, _ in AGGREGATES}
+        raise ReportError(f"{where}: 'aggregates' must be an object")
+    aggregates = {k: _number(raw_aggs.get(k), f"{where} aggregates[{k!r}]") for k, _ in AGGREGATES}
 
     tasks: dict[str, tuple[str, float]] = {}
     raw_tasks = summary.get("tasks")
     if isinstance(raw_tasks, dict) and raw_tasks:
         for key, rec in raw_tasks.items():
             if not isinstance(rec, dict):
-                raise ReportError(f"{summary_path}: tasks[{key!r}] must be an object")
-            value = _number(rec.get("main_metric"), f"{summary_path} tasks[{key!r}].main_metric")
-            if value is not None:
+                raise ReportError(f"{where}: tasks[{key!r}] must be an object")
+            value = _number(rec.get("main_metric"), f"{where} tasks[{key!r}].main_metric")
+            if value is not None:  # unscored tasks (FairFace, UTKFace) have no main metric
                 tasks[key] = (str(rec.get("name") or key), value)
     elif (path / "eval_results.jsonl").is_file():
         tasks = _read_eval_results(path / "eval_results.jsonl")

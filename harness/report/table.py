@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.report.runs import AGGREGATES, RunResult, discover_runs, load_run
+from harness.report.runs import AGGREGATES, RunResult, discover_runs, load_run, run_from_summary
 
 COLUMNS: tuple[str, ...] = (
     "Method", "DataComp Scale", "Sample Size", "Uniform",
@@ -144,7 +144,7 @@ def rows_from_runs(runs: Sequence[RunResult]) -> list[Row]:
     for (scale, filt, pool), members in groups.items():
         name = method_label(filt)
         if len(pools_per_filter[(scale, filt)]) > 1:
-            name += f" [{pool}]"  # same filter on two pools: keep the rows apart and say which is which
+            name += f" [{Path(pool).name or pool}]"  # same filter on two pools: keep the rows apart and say which is which
         uniforms = {r.uniform for r in members}
         missing = sorted({t for r in members for t in r.missing_tasks})
         rows.append(Row(
@@ -189,6 +189,12 @@ def table_rows(
     runs = [load_run(p) for p in discover_runs(list(run_dirs))] if run_dirs else []
     published = load_published(published_csv) if include_published else []
     return arrange(rows_from_runs(runs), published, scale)
+
+
+def summary_row(summary: dict) -> Row:
+    """The table row of one finished run from its summary dict (what `harness run` prints)."""
+    run_dir = Path((summary.get("provenance") or {}).get("run_dir") or ".")
+    return rows_from_runs([run_from_summary(summary, run_dir)])[0]
 
 
 def ranks(rows: Sequence[Row]) -> dict[tuple[int, str], int]:

@@ -65,7 +65,7 @@ def _run(chromium: str, profile: Path, *args: str) -> subprocess.CompletedProces
 
 def test_report_renders_in_chromium(chromium, golden_runs, tmp_path):
     written = build_report(golden_runs, tmp_path / "out")
-    report = written["report_html"]
+    report = written["html"]
     expected_rows = table_rows(golden_runs, include_published=True)
     expected_plots = {k.removeprefix("plot_") for k in written if k.startswith("plot_")}
     assert len(expected_plots) == 4

@@ -60,7 +60,7 @@ def test_build_report_writes_every_output(golden_runs, tmp_path):
     md = written["report_md"].read_text(encoding="utf-8")
     for key in plots:
         assert f"]({written[key].relative_to(tmp_path / 'out')})" in md
-    html = written["report_html"].read_text(encoding="utf-8")
+    html = written["html"].read_text(encoding="utf-8")
     assert html.count('src="data:image/png;base64,') == 4 and "<script" not in html
     assert "Precision" in written["oracle_csv"].read_text(encoding="utf-8")
     assert not list((tmp_path / "out").rglob("*.tmp"))  # atomic writes leave no temporaries
@@ -70,7 +70,7 @@ def test_real_pool_report_has_no_oracle(tmp_path):
     run = write_run(tmp_path / "runs", "dfn", "medium", 0, 17_100_000, tasks_for(0.3, 0.0), pool="commonpool")
     written = build_report([run], tmp_path / "out")
     assert "oracle_csv" not in written and "plot_oracle" not in written
-    md = written["table_md"].read_text(encoding="utf-8")
+    md = written["markdown"].read_text(encoding="utf-8")
     assert "| DFN | Medium | 17.1M | Yes |" in md and "DFN (published [1])" in md
 
 

@@ -36,10 +36,10 @@ def _check_golden(name: str, text: str) -> None:
 
 def test_golden_tables(golden_runs, tmp_path):
     written = build_report(golden_runs, tmp_path / "out")
-    _check_golden("table.md", written["table_md"].read_text(encoding="utf-8"))
-    _check_golden("table.csv", written["table_csv"].read_text(encoding="utf-8"))
-    _check_golden("table.tex", written["table_tex"].read_text(encoding="utf-8"))
-    assert written["report_html"].parent == written["report_md"].parent  # the HTML sits next to the Markdown
+    _check_golden("table.md", written["markdown"].read_text(encoding="utf-8"))
+    _check_golden("table.csv", written["csv"].read_text(encoding="utf-8"))
+    _check_golden("table.tex", written["latex"].read_text(encoding="utf-8"))
+    assert written["html"].parent == written["report_md"].parent  # the HTML sits next to the Markdown
 
 
 def test_seed_pooling_is_mean_and_population_std(golden_runs):
@@ -149,7 +149,7 @@ def test_ranks_ties_share_marks_and_lone_row_is_not_best(golden_runs, tmp_path):
 
 def test_csv_round_trip(golden_runs, tmp_path):
     written = build_report(golden_runs, tmp_path / "out", include_published=False)
-    recs = list(csv.DictReader(io.StringIO(written["table_csv"].read_text(encoding="utf-8"))))
+    recs = list(csv.DictReader(io.StringIO(written["csv"].read_text(encoding="utf-8"))))
     assert list(recs[0])[:9] == ["Method", "DataComp Scale", "Sample Size", "Uniform", "ImageNet",
                                  "ImageNet Dist. Shift", "VTAB", "Retrieval", "Average"]
     dfn = next(r for r in recs if r["Filter"] == "hype10+dfn")
@@ -206,3 +206,14 @@ def test_bad_published_csv(tmp_path):
     bad.write_text("method,scale,samples,uniform,imagenet,in_shift,vtab,retrieval,average,source\nX,small,1,maybe,,,,,,s\n")
     with pytest.raises(ReportError, match=r"p.csv:2: uniform"):
         load_published(bad)
+
+
+def test_summary_row_matches_the_run_directory(golden_runs):
+    from harness.report import summary_row
+    run = golden_runs[3]
+    summary = json.loads((run / "summary.json").read_text())
+    summary["provenance"]["run_dir"] = str(run)
+    row = summary_row(summary)
+    assert format_table([row]) == format_table(table_rows([run]))
+    with pytest.raises(ReportError, match="missing field 'scale'"):
+        summary_row({"filter": "dfn", "aggregates": {}})
