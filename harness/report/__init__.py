@@ -4,7 +4,7 @@
 print the table in the terminal (`harness run`, `make compare`).
 """
 
-from harness.report.build import build_report, write_report
+from harness.report.build import build_report, table_rows, write_report
 from harness.report.published import load_published
 from harness.report.runs import ReportError, RunResult, discover_runs, load_run
 from harness.report.table import (
@@ -15,7 +15,6 @@ from harness.report.table import (
     format_table,
     method_label,
     summary_row,
-    table_rows,
     to_csv,
     to_latex,
     to_markdown,

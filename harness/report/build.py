@@ -11,8 +11,9 @@ from pathlib import Path
 from harness.report import plots
 from harness.report.html import plain_table, render_html
 from harness.report.oracle import oracle_rows, oracle_table
-from harness.report.runs import ReportError, RunResult
-from harness.report.table import Row, table_rows, to_csv, to_latex, to_markdown
+from harness.report.published import load_published
+from harness.report.runs import ReportError, RunResult, discover_runs, load_run
+from harness.report.table import Row, arrange, rows_from_runs, to_csv, to_latex, to_markdown
 from harness.stages import atomic_write_bytes, atomic_write_text
 
 TITLE = "DataComp harness report"
@@ -58,6 +59,18 @@ def _expression(run: RunResult) -> str:
         except (json.JSONDecodeError, AttributeError) as exc:
             raise ReportError(f"{path}: not a JSON object ({exc})") from exc
     return run.filter
+
+
+def table_rows(
+    run_dirs: Sequence[Path],
+    scale: str | None = None,
+    include_published: bool = False,
+    published_csv: Path | None = None,
+) -> list[Row]:
+    """The table's rows for these run directories (a directory above runs is searched for them)."""
+    runs = [load_run(p) for p in discover_runs(list(run_dirs))] if run_dirs else []
+    published = load_published(published_csv) if include_published else []
+    return arrange(rows_from_runs(runs), published, scale)
 
 
 def build_report(

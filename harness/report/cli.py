@@ -9,9 +9,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.report.build import write_report
+from harness.report.build import table_rows, write_report
 from harness.report.runs import ReportError
-from harness.report.table import format_table, table_rows
+from harness.report.table import format_table
 
 HELP = "comparison tables (md/csv/tex), figures and an HTML report from run directories"
 

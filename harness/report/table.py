@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.report.runs import AGGREGATES, RunResult, discover_runs, load_run, run_from_summary
+from harness.report.runs import AGGREGATES, RunResult, run_from_summary
 
 COLUMNS: tuple[str, ...] = (
     "Method", "DataComp Scale", "Sample Size", "Uniform",
@@ -168,27 +168,13 @@ def arrange(rows: Sequence[Row], published: Sequence[Row] = (), scale: str | Non
     if scale is not None:
         rows = [r for r in rows if r.scale == scale]
         scales = {scale}
-    else:
+    elif rows:
         scales = {r.scale for r in rows}
-    if not rows and scale is None:
+    else:
         scales = {r.scale for r in published}  # nothing of the user's: show the published table
     pub = [r for r in published if r.scale in scales]
     ordered = sorted(scales, key=_scale_key)
     return [r for s in ordered for r in [*(p for p in pub if p.scale == s), *(u for u in rows if u.scale == s)]]
-
-
-def table_rows(
-    run_dirs: Sequence[Path],
-    scale: str | None = None,
-    include_published: bool = False,
-    published_csv: Path | None = None,
-) -> list[Row]:
-    """The table's rows for these run directories (a directory above runs is searched for them)."""
-    from harness.report.published import load_published
-
-    runs = [load_run(p) for p in discover_runs(list(run_dirs))] if run_dirs else []
-    published = load_published(published_csv) if include_published else []
-    return arrange(rows_from_runs(runs), published, scale)
 
 
 def summary_row(summary: dict) -> Row:
@@ -220,11 +206,11 @@ def ranks(rows: Sequence[Row]) -> dict[tuple[int, str], int]:
     return marks
 
 
-def _value_text(stat: Stat | None, plus_minus: str = "±") -> str:
+def _value_text(stat: Stat | None) -> str:
     if stat is None:
         return MISSING
     if stat.n > 1:
-        return f"{stat.mean:.3f} {plus_minus} {stat.std:.3f}"
+        return f"{stat.mean:.3f} ± {stat.std:.3f}"
     return f"{stat.mean:.3f}"
 
 
