@@ -1,0 +1,60 @@
+"""Fixtures for the training tests: small generated shards and test-only model configs."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import open_clip
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from shardgen import write_shards  # noqa: E402
+
+# A micro CLIP so a test run takes a second or two. TEST ONLY: runs using it go through
+# research_overrides={"model": MICRO, ...} and are marked as research runs.
+MICRO = "test-micro-clip"
+MICRO_CFG = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 8},
+    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+}
+# Stand-in for harness/model_configs/tiny-clip.json, used only while harness.models does not provide it.
+TINY_STANDIN = {
+    "embed_dim": 64,
+    "vision_cfg": {"image_size": 64, "layers": 2, "width": 96, "head_width": 32, "patch_size": 8},
+    "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 96, "heads": 3, "layers": 2},
+}
+
+
+@pytest.fixture(scope="session")
+def model_config_dir(tmp_path_factory) -> Path:
+    """A directory of test model configs, registered with open_clip in this process."""
+    try:
+        from harness.models import register_configs
+    except ModuleNotFoundError:
+        pass
+    else:
+        register_configs()
+    cfg_dir = tmp_path_factory.mktemp("model_configs")
+    (cfg_dir / f"{MICRO}.json").write_text(json.dumps(MICRO_CFG))
+    if "tiny-clip" not in open_clip.list_models():
+        (cfg_dir / "tiny-clip.json").write_text(json.dumps(TINY_STANDIN))
+    open_clip.add_model_config(cfg_dir)
+    return cfg_dir
+
+
+@pytest.fixture(scope="session")
+def train_shards(tmp_path_factory, model_config_dir) -> Path:
+    """4 shards x 24 rendered shape/caption samples, DataComp resharder layout."""
+    return write_shards(tmp_path_factory.mktemp("shards"), n_samples=96, per_shard=24, image_size=32)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread():
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
