@@ -71,7 +71,10 @@ def format_lf_table(table: pd.DataFrame, label_model: LabelModel | None = None) 
                                          for i, (v, w) in enumerate(zip(r, widths, strict=True))) + " |")
     if label_model is not None and label_model.class_balance_ is not None:
         lines.append("")
-        lines.append(f"label model: one-coin Dawid-Skene, EM {label_model.n_iter_} iterations"
+        grouped = [g for g in (label_model.groups or []) if len(g) > 1]
+        lines.append(f"label model: {label_model.model}"
+                     + (f" with dependent groups {grouped}" if grouped else "")
+                     + f", EM {label_model.n_iter_} iterations"
                      f"{'' if label_model.converged_ else ' (not converged)'}, "
                      f"learned P(good) = {label_model.class_balance_:.3f}")
     return "\n".join(lines)

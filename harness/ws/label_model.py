@@ -88,17 +88,39 @@ def _logit(p: np.ndarray | float) -> np.ndarray:
 _MODELS = ("dawid_skene", "one_coin")
 
 
+def _group_codes(U: np.ndarray, members: list[int]) -> np.ndarray:
+    """Each pattern's joint answer within a group, as a base-3 integer (digit 0/1/2 = +1/-1/abstain)."""
+    digits = np.where(U[:, members] == 1, 0, np.where(U[:, members] == -1, 1, 2)).astype(np.int64)
+    return digits @ (3 ** np.arange(len(members), dtype=np.int64))
+
+
+def _member_marginals(table: np.ndarray, size: int) -> np.ndarray:
+    """P(answer of each member) from a joint table over 3**size codes: shape (size, 3)."""
+    codes = np.arange(3**size)
+    out = np.zeros((size, 3))
+    for k in range(size):
+        digit = (codes // 3**k) % 3
+        out[k] = np.bincount(digit, weights=table, minlength=3)
+    return out
+
+
 @dataclass
 class LabelModel:
     """Label model fitted by EM (see the module docstring).
 
     model: "dawid_skene" (class-conditional vote and abstain rates) or "one_coin" (one accuracy each).
+    groups: dawid_skene only: lists of column indices of functions that depend on each other (e.g.
+        several image-text alignment scores). A group is modelled as ONE source whose answer is the
+        joint vote of its members (3**k answers), so agreeing correlated functions are not counted
+        as independent evidence; groups are independent given the class. Ungrouped columns are
+        groups of one. One-coin initialisation then uses each group's majority as its single vote.
     class_balance: fix P(good) instead of learning it (None = learn it).
     prior_strength, prior_accuracy: pseudo-votes pulling each function towards prior_accuracy (and,
         for dawid_skene, towards its observed abstain rate); negligible at pool sizes.
     """
 
     model: str = "dawid_skene"
+    groups: list[list[int]] | None = None
     class_balance: float | None = None
     max_iter: int = 500
     tol: float = 1e-7
@@ -109,13 +131,28 @@ class LabelModel:
     accuracies_: np.ndarray | None = None      # P(vote right | votes), per function
     class_balance_: float | None = None
     coverage_: np.ndarray | None = None        # fraction of items each function votes on
-    # dawid_skene: P(vote = +1, -1, 0 | good) and (| bad), shape (functions, 3); one_coin: None
+    # dawid_skene: per function P(vote = +1, -1, 0 | good) and (| bad), shape (functions, 3)
     cond_good_: np.ndarray | None = None
     cond_bad_: np.ndarray | None = None
+    group_tables_: list[tuple[list[int], np.ndarray, np.ndarray]] | None = None  # (members, good, bad)
     n_iter_: int = 0
     converged_: bool = False
     log_likelihood_: float = float("nan")
     log_likelihood_trace_: list[float] | None = None
+
+    def _resolve_groups(self, m: int) -> list[list[int]]:
+        groups = [list(map(int, g)) for g in (self.groups or []) if len(g)]
+        seen = [c for g in groups for c in g]
+        bad = [c for c in seen if not 0 <= c < m]
+        if bad:
+            raise ValueError(f"label model groups name column(s) {bad}, but there are {m} functions")
+        if len(set(seen)) != len(seen):
+            raise ValueError(f"label model groups overlap: {self.groups}")
+        if self.model == "one_coin" and any(len(g) > 1 for g in groups):
+            raise ValueError("groups of dependent functions need model='dawid_skene'")
+        if any(len(g) > 12 for g in groups):
+            raise ValueError("a group of more than 12 functions has too many joint answers (3**k)")
+        return groups + [[c] for c in range(m) if c not in set(seen)]
 
     def fit(self, votes: np.ndarray) -> LabelModel:
         if self.model not in _MODELS:
@@ -126,12 +163,23 @@ class LabelModel:
             raise ValueError(f"cannot fit a label model on an empty vote matrix of shape {L.shape}")
         if self.class_balance is not None and not 0.0 < self.class_balance < 1.0:
             raise ValueError(f"class_balance must be in (0, 1), got {self.class_balance}")
+        groups = self._resolve_groups(m)
         U, w, _ = _compress(L)
         self.coverage_ = (w @ (U != 0)) / n
-        q, pi, acc = self._fit_one_coin(U, w)
-        self.cond_good_ = self.cond_bad_ = None
-        if self.model == "dawid_skene":
-            pi, good, bad = self._fit_dawid_skene(U, w, q)
+        # one-coin on one vote per group (its majority), so dependent functions start as one voice
+        G = np.stack([np.sign(U[:, g].sum(axis=1, dtype=np.int64)) for g in groups], axis=1).astype(np.int8)
+        q, pi, acc_g = self._fit_one_coin(G, w)
+        self.cond_good_ = self.cond_bad_ = self.group_tables_ = None
+        if self.model == "one_coin":
+            acc = np.empty(m)
+            acc[[g[0] for g in groups]] = acc_g
+        else:
+            pi, tables = self._fit_dawid_skene(U, w, q, groups)
+            self.group_tables_ = tables
+            good, bad = np.zeros((m, 3)), np.zeros((m, 3))
+            for members, tg, tb in tables:
+                good[members] = _member_marginals(tg, len(members))
+                bad[members] = _member_marginals(tb, len(members))
             self.cond_good_, self.cond_bad_ = good, bad
             right = pi * good[:, 0] + (1 - pi) * bad[:, 1]
             fires = pi * (1 - good[:, 2]) + (1 - pi) * (1 - bad[:, 2])
@@ -150,6 +198,7 @@ class LabelModel:
         pos = (U == 1).astype(np.float64)
         neg = (U == -1).astype(np.float64)
         voted = w @ (pos + neg)
+        coverage = voted / w.sum()
         a0, s = self.prior_accuracy, self.prior_strength
         q = majority_vote(U)
         acc, pi = np.full(U.shape[1], a0), self._new_pi(w, q)
@@ -160,7 +209,7 @@ class LabelModel:
             agree = (w * q) @ pos + (w * (1 - q)) @ neg
             new_acc = np.clip((agree + s * a0) / (voted + s), _ACC_CLIP, 1 - _ACC_CLIP)
             q = _sigmoid(_logit(new_pi) + U.astype(np.float64) @ _logit(new_acc))
-            good, bad = _one_coin_conditionals(new_acc, self.coverage_)
+            good, bad = _one_coin_conditionals(new_acc, coverage)
             trace.append(_loglik(U, w, new_pi, good, bad))
             delta = max(abs(new_pi - pi), float(np.max(np.abs(new_acc - acc))))
             pi, acc = new_pi, new_acc
@@ -171,38 +220,55 @@ class LabelModel:
         self.log_likelihood_trace_ = trace
         return q, pi, acc
 
-    def _fit_dawid_skene(self, U: np.ndarray, w: np.ndarray,
-                         q: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-        onehot = np.stack([(U == 1), (U == -1), (U == 0)], axis=-1).astype(np.float64)  # (k, m, 3)
-        s, a0 = self.prior_strength, self.prior_accuracy
-        cov = np.clip(self.coverage_, _ACC_CLIP, 1 - _ACC_CLIP)[:, None]
-        # prior means: abstain at the observed rate, votes right with prior_accuracy
-        prior_good = np.concatenate([cov * a0, cov * (1 - a0), 1 - cov], axis=1)
-        prior_bad = np.concatenate([cov * (1 - a0), cov * a0, 1 - cov], axis=1)
+    def _group_priors(self, members: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Prior answer tables of a group: its members independent, each voting with prior_accuracy
+        at its observed coverage."""
+        a0 = self.prior_accuracy
+        good, bad = np.ones(1), np.ones(1)
+        for c in members:  # digit k of the code is member k: build the product in that order
+            cov = float(np.clip(self.coverage_[c], _ACC_CLIP, 1 - _ACC_CLIP))
+            good = np.outer(np.array([cov * a0, cov * (1 - a0), 1 - cov]), good).reshape(-1)
+            bad = np.outer(np.array([cov * (1 - a0), cov * a0, 1 - cov]), bad).reshape(-1)
+        return good, bad
+
+    def _fit_dawid_skene(self, U: np.ndarray, w: np.ndarray, q: np.ndarray,
+                         groups: list[list[int]]) -> tuple[float, list[tuple[list[int], np.ndarray, np.ndarray]]]:
+        s = self.prior_strength
+        codes = [_group_codes(U, g) for g in groups]
+        priors = [self._group_priors(g) for g in groups]
         pi = self._new_pi(w, q)
-        good = bad = None
+        tables: list[tuple[list[int], np.ndarray, np.ndarray]] = []
         trace = self.log_likelihood_trace_ or []
         self.converged_ = False
+        floor = _ACC_CLIP * 1e-3
         for it in range(1, self.max_iter + 1):
             new_pi = self._new_pi(w, q)
             rg, rb = w * q, w * (1 - q)
-            new_good = (np.einsum("k,kmo->mo", rg, onehot) + s * prior_good) / (rg.sum() + s)
-            new_bad = (np.einsum("k,kmo->mo", rb, onehot) + s * prior_bad) / (rb.sum() + s)
-            new_good = np.clip(new_good, _ACC_CLIP * 1e-3, None)
-            new_bad = np.clip(new_bad, _ACC_CLIP * 1e-3, None)
-            ratio = np.log(new_good) - np.log(new_bad)  # (m, 3) log-likelihood ratio per answer
-            q = _sigmoid(_logit(new_pi) + np.einsum("kmo,mo->k", onehot, ratio))
-            trace.append(_loglik(U, w, new_pi, new_good, new_bad))
+            new_tables = []
+            log_odds = np.full(len(w), _logit(new_pi))
+            lg, lb = np.full(len(w), np.log(new_pi)), np.full(len(w), np.log1p(-new_pi))
+            for g, code, (pg, pb) in zip(groups, codes, priors, strict=True):
+                k = 3 ** len(g)
+                tg = (np.bincount(code, weights=rg, minlength=k) + s * pg) / (rg.sum() + s)
+                tb = (np.bincount(code, weights=rb, minlength=k) + s * pb) / (rb.sum() + s)
+                tg, tb = np.maximum(tg, floor), np.maximum(tb, floor)
+                new_tables.append((g, tg, tb))
+                log_odds += np.log(tg[code]) - np.log(tb[code])
+                lg += np.log(tg[code])
+                lb += np.log(tb[code])
+            q = _sigmoid(log_odds)
+            trace.append(float(w @ np.logaddexp(lg, lb)))
             delta = abs(new_pi - pi)
-            if good is not None:
-                delta = max(delta, float(np.max(np.abs(new_good - good))), float(np.max(np.abs(new_bad - bad))))
-            pi, good, bad = new_pi, new_good, new_bad
+            if tables:
+                delta = max(delta, *(float(np.max(np.abs(a[1] - b[1]))) for a, b in zip(new_tables, tables, strict=True)),
+                            *(float(np.max(np.abs(a[2] - b[2]))) for a, b in zip(new_tables, tables, strict=True)))
+            pi, tables = new_pi, new_tables
             self.n_iter_ += 1
             if it > 1 and delta < self.tol:
                 self.converged_ = True
                 break
         self.log_likelihood_trace_ = trace
-        return pi, good, bad
+        return pi, tables
 
     def _check_fitted(self) -> None:
         if self.accuracies_ is None:
@@ -215,13 +281,13 @@ class LabelModel:
         if L.shape[1] != len(self.accuracies_):
             raise ValueError(f"vote matrix has {L.shape[1]} functions, model was fitted on {len(self.accuracies_)}")
         U, _, inv = _compress(L)
-        prior = _logit(self.class_balance_)
-        if self.cond_good_ is None:
-            per_pattern = prior + U.astype(np.float64) @ _logit(self.accuracies_)
+        per_pattern = np.full(len(U), _logit(self.class_balance_))
+        if self.group_tables_ is None:
+            per_pattern += U.astype(np.float64) @ _logit(self.accuracies_)
         else:
-            ratio = np.log(self.cond_good_) - np.log(self.cond_bad_)
-            onehot = np.stack([(U == 1), (U == -1), (U == 0)], axis=-1).astype(np.float64)
-            per_pattern = prior + np.einsum("kmo,mo->k", onehot, ratio)
+            for members, tg, tb in self.group_tables_:
+                code = _group_codes(U, members)
+                per_pattern += np.log(tg[code]) - np.log(tb[code])
         return per_pattern[inv]
 
     def predict_proba(self, votes: np.ndarray) -> np.ndarray:

@@ -44,6 +44,8 @@ __all__ = [
     "compute_votes",
     "detect_english",
     "lf_inputs",
+    "quantile_votes",
+    "score_thresholds",
 ]
 
 # Other scorers whose combined score can be a labeling function (their registry names).
@@ -86,55 +88,75 @@ class LFConfig:
             )
 
 
+Thresholds = Mapping[str, tuple[float, float]]  # score LF name -> (low, high) cut points
+
+
 @dataclass(frozen=True)
 class LabelingFunction:
     name: str
     description: str
     inputs: tuple[str, ...]  # INPUT_COLUMNS it reads
-    vote: Callable[[pd.DataFrame, LFConfig], np.ndarray]
+    vote: Callable[[pd.DataFrame, LFConfig, tuple[float, float] | None], np.ndarray]
+    quantile: bool = False  # votes by pool quantiles of inputs[0] (needs pool-wide thresholds)
 
 
 def _bad_if(mask: np.ndarray, known: np.ndarray) -> np.ndarray:
     return np.where(known & mask, -1, 0).astype(np.int8)
 
 
-def _vote_english(x: pd.DataFrame, cfg: LFConfig) -> np.ndarray:
+def _vote_english(x: pd.DataFrame, cfg: LFConfig, cuts: tuple[float, float] | None) -> np.ndarray:
     v = x["english"].to_numpy(np.float64)
     return _bad_if(v < 0.5, ~np.isnan(v))
 
 
-def _vote_length(x: pd.DataFrame, cfg: LFConfig) -> np.ndarray:
+def _vote_length(x: pd.DataFrame, cfg: LFConfig, cuts: tuple[float, float] | None) -> np.ndarray:
     w = x["caption_words"].to_numpy(np.float64)
     c = x["caption_chars"].to_numpy(np.float64)
     return _bad_if((w < cfg.min_words) | (c < cfg.min_chars), ~(np.isnan(w) | np.isnan(c)))
 
 
-def _vote_size(x: pd.DataFrame, cfg: LFConfig) -> np.ndarray:
+def _vote_size(x: pd.DataFrame, cfg: LFConfig, cuts: tuple[float, float] | None) -> np.ndarray:
     s = x["min_side"].to_numpy(np.float64)
     return _bad_if(s < cfg.min_side, ~np.isnan(s))
 
 
-def _vote_aspect(x: pd.DataFrame, cfg: LFConfig) -> np.ndarray:
+def _vote_aspect(x: pd.DataFrame, cfg: LFConfig, cuts: tuple[float, float] | None) -> np.ndarray:
     a = x["aspect"].to_numpy(np.float64)
     return _bad_if(a > cfg.max_aspect, ~np.isnan(a))
 
 
-def quantile_votes(score: np.ndarray, low_q: float, high_q: float) -> np.ndarray:
-    """+1 at or above the high quantile of the known scores, -1 below the low one, 0 otherwise/NaN."""
+def quantile_cuts(score: np.ndarray, low_q: float, high_q: float) -> tuple[float, float]:
+    """(low, high) cut points: the low_q and high_q quantiles of the known (non-NaN) scores."""
     s = np.asarray(score, dtype=np.float64)
-    known = ~np.isnan(s)
+    s = s[~np.isnan(s)]
+    if s.size == 0:
+        return (float("nan"), float("nan"))
+    lo, hi = np.quantile(s, [low_q, high_q])
+    return float(lo), float(hi)
+
+
+def band_votes(score: np.ndarray, cuts: tuple[float, float]) -> np.ndarray:
+    """+1 at or above cuts[1], -1 below cuts[0], 0 in between or where the score is NaN."""
+    s = np.asarray(score, dtype=np.float64)
+    lo, hi = cuts
     out = np.zeros(s.shape, dtype=np.int8)
-    if not known.any():
-        return out
-    lo, hi = np.quantile(s[known], [low_q, high_q])
+    known = ~np.isnan(s)
     out[known & (s >= hi)] = 1
     out[known & (s < lo)] = -1
     return out
 
 
-def _score_lf(column: str) -> Callable[[pd.DataFrame, LFConfig], np.ndarray]:
-    def vote(x: pd.DataFrame, cfg: LFConfig) -> np.ndarray:
-        return quantile_votes(x[column].to_numpy(np.float64), cfg.low_quantile, cfg.high_quantile)
+def quantile_votes(score: np.ndarray, low_q: float, high_q: float) -> np.ndarray:
+    """band_votes at the score's own low_q / high_q quantiles."""
+    return band_votes(score, quantile_cuts(score, low_q, high_q))
+
+
+def _score_lf(column: str) -> Callable[[pd.DataFrame, LFConfig, tuple[float, float] | None], np.ndarray]:
+    def vote(x: pd.DataFrame, cfg: LFConfig, cuts: tuple[float, float] | None) -> np.ndarray:
+        score = x[column].to_numpy(np.float64)
+        if cuts is None:  # the rows given are the whole pool
+            cuts = quantile_cuts(score, cfg.low_quantile, cfg.high_quantile)
+        return band_votes(score, cuts)
 
     return vote
 
@@ -148,49 +170,33 @@ LABELING_FUNCTIONS: dict[str, LabelingFunction] = {
         LabelingFunction("image_size", "bad if the shorter side < 200 px", ("min_side",), _vote_size),
         LabelingFunction("aspect_ratio", "bad if the aspect ratio > 3", ("aspect",), _vote_aspect),
         LabelingFunction("clip_b32", "CLIP B/32 score: good top band, bad bottom band", ("clip_b32",),
-                         _score_lf("clip_b32")),
+                         _score_lf("clip_b32"), quantile=True),
         LabelingFunction("clip_l14", "CLIP L/14 score: good top band, bad bottom band", ("clip_l14",),
-                         _score_lf("clip_l14")),
+                         _score_lf("clip_l14"), quantile=True),
         LabelingFunction("tmars", "T-MARS masked score: good top band, bad bottom band", ("tmars",),
-                         _score_lf("tmars")),
-        LabelingFunction("dfn", "DFN score: good top band, bad bottom band", ("dfn",), _score_lf("dfn")),
-        LabelingFunction("hype", "HYPE score: good top band, bad bottom band", ("hype",), _score_lf("hype")),
+                         _score_lf("tmars"), quantile=True),
+        LabelingFunction("dfn", "DFN score: good top band, bad bottom band", ("dfn",), _score_lf("dfn"),
+                         quantile=True),
+        LabelingFunction("hype", "HYPE score: good top band, bad bottom band", ("hype",),
+                         _score_lf("hype"), quantile=True),
     )
 }
 
 
 # --- step 1: raw inputs -----------------------------------------------------------------------------
 
-_english_cache: dict[str, bool] = {}
-
-
 def detect_english(texts: Sequence[str | None]) -> np.ndarray:
     """1.0 where the caption's top-1 language is English, 0.0 where not, NaN for a missing caption.
 
-    Uses harness.langid (fastText lid.176 when supplied) when it offers `is_english`, else the packaged
-    py3langid detector.
+    harness.langid decides (fastText lid.176 when supplied, py3langid otherwise), so WS and the
+    `basic` filter agree on what English is.
     """
-    try:  # the project's detector, when present, so WS and `basic` agree
-        from harness.langid import is_english as project_is_english  # type: ignore[attr-defined]
-    except ImportError:
-        project_is_english = None
+    from harness.langid import detect_english as is_english
+
     out = np.full(len(texts), np.nan)
     idx = [i for i, t in enumerate(texts) if isinstance(t, str)]
-    if not idx:
-        return out
-    if project_is_english is not None:
-        out[idx] = np.asarray(project_is_english([texts[i] for i in idx]), dtype=np.float64)
-        return out
-    import py3langid
-
-    for i in idx:
-        t = texts[i].replace("\n", " ")
-        hit = _english_cache.get(t)
-        if hit is None:
-            hit = py3langid.classify(t)[0] == "en"
-            if len(_english_cache) < 1_000_000:
-                _english_cache[t] = hit
-        out[i] = 1.0 if hit else 0.0
+    if idx:
+        out[idx] = np.asarray(is_english([texts[i] for i in idx]), dtype=np.float64)
     return out
 
 
@@ -208,12 +214,13 @@ def combined_column(table: pd.DataFrame, scorer: str) -> str:
     )
 
 
-def lf_inputs(meta: pd.DataFrame, tables: Mapping[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+def lf_inputs(meta: pd.DataFrame,
+              tables: Mapping[str, pd.DataFrame | np.ndarray] | None = None) -> pd.DataFrame:
     """Raw quantities per sample (INPUT_COLUMNS, float64, NaN = unknown), rows aligned with `meta`.
 
-    meta: pool metadata rows (needs `uid`; uses text, original_width, original_height and the CLIP score
-    columns when present). tables: other scorers' tables by registry name (uid + combined score),
-    matched to `meta` by uid; a uid missing from a table gets NaN.
+    meta: pool metadata rows (uses text, original_width, original_height and the CLIP score columns
+    when present). tables: other scorers' scores by registry name, either a table (uid + combined
+    score, matched to `meta` by uid; a uid missing from it gets NaN) or an array aligned with `meta`.
     """
     n = len(meta)
     out = pd.DataFrame(index=pd.RangeIndex(n), columns=list(INPUT_COLUMNS), dtype=np.float64)
@@ -235,6 +242,11 @@ def lf_inputs(meta: pd.DataFrame, tables: Mapping[str, pd.DataFrame] | None = No
     for name, table in (tables or {}).items():
         if name not in SCORER_LFS:
             raise ValueError(f"no labeling function reads a {name!r} score table; known: {', '.join(SCORER_LFS)}")
+        if isinstance(table, np.ndarray):
+            if table.shape != (n,):
+                raise ValueError(f"{name!r} scores have shape {table.shape}, expected ({n},) aligned with the metadata")
+            out[name] = table.astype(np.float64)
+            continue
         if "uid" not in table.columns:
             raise ValueError(f"score table of {name!r} has no uid column")
         col = combined_column(table, name)
@@ -255,12 +267,25 @@ def available_lfs(inputs: pd.DataFrame) -> list[str]:
     ]
 
 
+def score_thresholds(inputs: pd.DataFrame, names: Sequence[str], config: LFConfig | None = None) -> dict[str, tuple[float, float]]:
+    """Pool-wide (low, high) cut points of the quantile functions among `names` (inputs = whole pool)."""
+    cfg = config or LFConfig()
+    return {
+        n: quantile_cuts(inputs[LABELING_FUNCTIONS[n].inputs[0]].to_numpy(np.float64), cfg.low_quantile,
+                         cfg.high_quantile)
+        for n in names if LABELING_FUNCTIONS[n].quantile
+    }
+
+
 def apply_lfs(inputs: pd.DataFrame, names: Sequence[str] | None = None,
-              config: LFConfig | None = None) -> tuple[np.ndarray, list[str]]:
+              config: LFConfig | None = None, thresholds: Thresholds | None = None,
+              check: bool = True) -> tuple[np.ndarray, list[str]]:
     """Vote matrix (rows of `inputs` x functions) and the function names, in column order.
 
     names=None uses every available function; a named function whose inputs are all unknown is an
-    error (it would abstain everywhere).
+    error (it would abstain everywhere) unless check=False (a batch of a larger pool).
+    thresholds: pool-wide cut points of the quantile functions (score_thresholds); without them the
+    quantiles are taken over `inputs`, which must then be the whole pool.
     """
     cfg = config or LFConfig()
     if names is None:
@@ -272,7 +297,7 @@ def apply_lfs(inputs: pd.DataFrame, names: Sequence[str] | None = None,
             raise ValueError(f"unknown labeling function(s) {unknown}; known: {', '.join(LABELING_FUNCTIONS)}")
         usable = set(available_lfs(inputs))
         missing = [n for n in names if n not in usable]
-        if missing:
+        if missing and check:
             raise ValueError(
                 f"labeling function(s) {missing} have no input (missing metadata column or score table: "
                 f"{', '.join(c for n in missing for c in LABELING_FUNCTIONS[n].inputs)})"
@@ -281,11 +306,13 @@ def apply_lfs(inputs: pd.DataFrame, names: Sequence[str] | None = None,
         raise ValueError("no labeling function has its inputs; WS needs at least one")
     votes = np.zeros((len(inputs), len(names)), dtype=np.int8)
     for j, name in enumerate(names):
-        votes[:, j] = LABELING_FUNCTIONS[name].vote(inputs, cfg)
+        lf = LABELING_FUNCTIONS[name]
+        cuts = None if thresholds is None or not lf.quantile else thresholds[name]
+        votes[:, j] = lf.vote(inputs, cfg, cuts)
     return votes, list(names)
 
 
-def compute_votes(meta: pd.DataFrame, tables: Mapping[str, pd.DataFrame] | None = None,
+def compute_votes(meta: pd.DataFrame, tables: Mapping[str, pd.DataFrame | np.ndarray] | None = None,
                   names: Sequence[str] | None = None,
                   config: LFConfig | None = None) -> tuple[np.ndarray, list[str]]:
     """Votes of the labeling functions for the pool's metadata and any available score tables."""
