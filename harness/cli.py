@@ -91,7 +91,7 @@ def cmd_filters(args: argparse.Namespace) -> int:
     width = max(len(r["name"]) for r in rows)
     for r in rows:
         pct = "" if r.get("default_percent") is None else f"{r['default_percent']:g}%"
-        print(f"{r['name']:<{width}}  {r['kind']:<9} {pct:>5}  {r['description']}")
+        print(f"{r['name']:<{width}}  {r['kind']:<15} {pct:>5}  {r['description']}")
         print(f"{'':<{width}}  needs: {r['needs']}")
     return 0
 
