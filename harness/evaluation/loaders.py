@@ -72,11 +72,17 @@ def open_wds(root: Path, split: str = "test") -> WdsInfo:
     )
 
 
+_PIL_FORMAT = {"webp": "WEBP", "png": "PNG", "jpg": "JPEG", "jpeg": "JPEG"}
+
+
 def _decode(ext: str, data: bytes) -> Any:
     if ext in IMAGE_EXTS:
-        img = Image.open(io.BytesIO(data))
+        try:  # the extension names the format: skip PIL's probing of every plugin
+            img = Image.open(io.BytesIO(data), formats=[_PIL_FORMAT[ext]])
+        except Exception:
+            img = Image.open(io.BytesIO(data))
         img.load()
-        return img.convert("RGB")
+        return img if img.mode == "RGB" else img.convert("RGB")
     if ext == "cls":
         return int(data.decode("utf-8").strip())
     if ext == "txt":

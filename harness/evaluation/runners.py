@@ -19,16 +19,31 @@ from .suites import Task
 
 
 class RunContext:
+    """What the runners share across one suite: the encoder, batch settings and a prompt cache.
+
+    Prompt embeddings are cached by text for the whole suite: ImageNet 1k, v2 and Sketch share
+    1000 classes x 80 templates, and ImageNet-A/-R/-O reuse subsets of them, so the ImageNet-family
+    classifiers are encoded once instead of six times.
+    """
+
     def __init__(self, encoder: Any, batch_size: int = 64, num_workers: int = 0):
         self.encoder, self.batch_size, self.num_workers = encoder, batch_size, num_workers
+        self._prompts: dict[str, np.ndarray] = {}
+
+    def encode_prompts(self, texts: list[str]) -> np.ndarray:
+        new = list(dict.fromkeys(t for t in texts if t not in self._prompts))
+        if new:
+            for t, f in zip(new, self.encoder.encode_texts(new, amp=True), strict=True):
+                self._prompts[t] = f
+        return np.stack([self._prompts[t] for t in texts])
 
 
 # ---------------------------------------------------------------- classification core
 
 
-def _classifier(enc: Any, classnames: list[str], templates: list[str]) -> np.ndarray:
+def _classifier(ctx: RunContext, classnames: list[str], templates: list[str]) -> np.ndarray:
     texts = [t.format(c=c) for c in classnames for t in templates]
-    feats = enc.encode_texts(texts, amp=True)
+    feats = ctx.encode_prompts(texts)
     return M.class_weights(feats.reshape(len(classnames), len(templates), -1))
 
 
@@ -37,7 +52,7 @@ def classify_wds(task: Task, root: Path, ctx: RunContext, need_meta: bool = Fals
     info = open_wds(root)
     if not info.classnames or not info.templates:
         raise DataError(f"{root}: classnames.txt and zeroshot_classification_templates.txt are required")
-    weights = _classifier(ctx.encoder, info.classnames, info.templates)
+    weights = _classifier(ctx, info.classnames, info.templates)
     need = ("cls", "npy") if need_meta else ("cls",)
     stats = ReadStats()
     topk, labels, metas = [], [], []
@@ -108,7 +123,7 @@ def run_fairface(task: Task, root: Path, ctx: RunContext) -> dict:
     missing = [h for h in M.FAIRFACE_HEADS if not heads[h]["classnames"] or not heads[h]["templates"]]
     if missing:
         raise DataError(f"{root}: no classnames/templates for head(s) {missing}")
-    weights = {h: _classifier(ctx.encoder, heads[h]["classnames"], heads[h]["templates"]) for h in M.FAIRFACE_HEADS}
+    weights = {h: _classifier(ctx, heads[h]["classnames"], heads[h]["templates"]) for h in M.FAIRFACE_HEADS}
     stats = ReadStats()
     preds: dict[str, list[np.ndarray]] = {h: [] for h in M.FAIRFACE_HEADS}
     metas = []
