@@ -98,3 +98,17 @@ def test_worker_processes_give_same_metrics(tmp_path, tiny_clip, small_tasks):
     b = evaluate(enc, small_tasks / "suite.yaml", small_tasks, tmp_path / "b", batch_size=8, tasks=["cls"],
                  partial=True, num_workers=2)
     assert a["tasks"]["cls"]["main_metric"] == pytest.approx(b["tasks"]["cls"]["main_metric"], abs=1e-9)
+
+
+def test_model_spec_through_harness_models(tmp_path, tiny_clip, small_tasks):
+    """A world-style model dir goes through harness.models.load_clip and scores like the live model."""
+    pytest.importorskip("harness.models")
+    model, preprocess, tokenizer = tiny_clip
+    d = tmp_path / "models" / "m"
+    d.mkdir(parents=True)
+    torch.save(model.state_dict(), d / "model.pt")
+    (d / "model.json").write_text(json.dumps({"model_name": "eval-test-tiny", "kind": "clip"}))
+    a = evaluate(str(d), small_tasks / "suite.yaml", small_tasks, tmp_path / "a", batch_size=8)
+    b = evaluate(ClipEncoder(model, preprocess, tokenizer), small_tasks / "suite.yaml", small_tasks,
+                 tmp_path / "b", batch_size=8)
+    assert a["aggregates"] == pytest.approx(b["aggregates"], abs=1e-9)
