@@ -133,7 +133,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from harness.evaluation import evaluate
 
-    summary = evaluate(args.model, args.suite, args.data, args.out, device=args.device, partial=args.partial)
+    summary = evaluate(args.model, args.suite, args.data, args.out, device=args.device, partial=args.partial,
+                       batch_size=args.batch_size, num_workers=args.workers)
     print(json.dumps(summary.get("aggregates", {}), indent=2))
     return 0
 
@@ -229,12 +230,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plugins", action="append", default=[], metavar="FILE")
 
     p = add("score", cmd_score, "compute (or reuse) one scorer's table over the pool")
-    p.add_argument("filter", help="a scorer name, e.g. hype or clip_l14")
+    p.add_argument("--filter", required=True, help="a scorer name, e.g. hype or clip_l14")
     _add_source(p)
     p.add_argument("--runs", type=Path, default=Path("runs"))
 
     p = add("select", cmd_select, "turn a filter expression into a DataComp subset (.npy + provenance)")
-    p.add_argument("filter", help="expression, e.g. 'hype10+dfn' or 'clip_b32>=0.28 & basic'")
+    p.add_argument("--filter", required=True, help="expression, e.g. 'hype10+dfn' or 'clip_b32>=0.28 & basic'")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--seed", type=int, default=0)
     _add_source(p)
@@ -260,6 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--device", default="cpu")
     p.add_argument("--partial", action="store_true", help="aggregate even if scored tasks are missing")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--workers", type=int, default=0, help="data-loading processes")
 
     for name, fn, text in (("run", cmd_run, "the whole flow for one filter expression, each stage cached"),
                            ("compare", cmd_compare, "run several filters x seeds and write the comparison report")):
