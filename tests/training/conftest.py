@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import open_clip
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from shardgen import write_shards  # noqa: E402
+from harness.training.synthetic_shards import write_shards
 
 # A micro CLIP so a test run takes a second or two. TEST ONLY: runs using it go through
 # research_overrides={"model": MICRO, ...} and are marked as research runs.

@@ -117,3 +117,16 @@ def test_bad_arguments_surface_as_errors_and_restore_state(train_shards, tmp_pat
               research_overrides={**MICRO_RUN, "lr-scheduler": ["cosine", "extra"]})
     assert root.handlers == handlers
     assert json.loads((tmp_path / "recipe.json").read_text())["status"] == "running"
+
+
+def test_entry_point_runs_the_recipe_in_process(train_shards, tmp_path, monkeypatch, capsys):
+    """What each torchrun / SLURM process runs, here as the single CPU process."""
+    from harness.training.entry import main
+
+    for var in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "SLURM_NTASKS", "SLURM_PROCID"):
+        monkeypatch.delenv(var, raising=False)
+    assert main(["--shards", str(train_shards), "--out", str(tmp_path), "--scale", "tiny", "--seed", "0",
+                 "--num-samples", str(N), "--research-overrides", json.dumps(MICRO_RUN), "--device", "cpu"]) == 0
+    ckpt = tmp_path / "tiny_scale-research-test" / "checkpoints" / "epoch_4.pt"
+    assert capsys.readouterr().out.strip().endswith(str(ckpt))
+    assert read_record(tmp_path)["status"] == "complete"
