@@ -195,6 +195,7 @@ class SampleStats:
     corrupt_samples: int = 0
     corrupt_shards: int = 0
     undecodable_images: int = 0
+    bad_captions: int = 0  # no .txt member, or a .txt that is not UTF-8 (decoded with U+FFFD)
     errors: list[str] = field(default_factory=list)
 
     def note(self, msg: str) -> None:
@@ -208,8 +209,22 @@ class SampleStats:
             "corrupt_samples": self.corrupt_samples,
             "corrupt_shards": self.corrupt_shards,
             "undecodable_images": self.undecodable_images,
+            "bad_captions": self.bad_captions,
             "errors": list(self.errors),
         }
+
+    def summary(self) -> str:
+        """One line for logs: what was skipped or damaged (empty when nothing was)."""
+        parts = [
+            f"{n} {what}{'s' if n != 1 else ''}"
+            for n, what in ((self.corrupt_shards, "corrupt shard"), (self.corrupt_samples, "corrupt sample"),
+                            (self.undecodable_images, "undecodable image"), (self.bad_captions, "bad caption"))
+            if n
+        ]
+        if not parts:
+            return ""
+        first = f"; first: {self.errors[0]}" if self.errors else ""
+        return f"{', '.join(parts)} in {self.shards} shard(s){first}"
 
     def add(self, other: SampleStats) -> None:
         self.shards += other.shards
@@ -217,6 +232,7 @@ class SampleStats:
         self.corrupt_samples += other.corrupt_samples
         self.corrupt_shards += other.corrupt_shards
         self.undecodable_images += other.undecodable_images
+        self.bad_captions += other.bad_captions
         for e in other.errors:
             self.note(e)
 
@@ -238,7 +254,9 @@ def iter_shard_raw(path: str | Path, stats: SampleStats | None = None) -> Iterat
     """(key, {ext: bytes}) for each sample of one tar shard, streaming.
 
     A shard that cannot be opened, or breaks part way, is counted in ``stats.corrupt_shards``;
-    the samples read before the break are still yielded.
+    the samples read before the break are still yielded. That includes a plain tar that stops early
+    without an error from tarfile (a damaged header, or a cut exactly between members): what follows
+    the last good member must be the end-of-archive zero blocks.
     """
     stats = stats if stats is not None else SampleStats()
     stats.shards += 1
@@ -258,12 +276,31 @@ def iter_shard_raw(path: str | Path, stats: SampleStats | None = None) -> Iterat
                     cur = {}
                 cur_key = key
                 cur[ext] = data
+            stopped_at = tf.offset if getattr(tf.fileobj, "comptype", "tar") == "tar" else None
+        damage = _unfinished_tar(path, stopped_at) if stopped_at is not None else None
     except (tarfile.TarError, OSError, EOFError) as exc:
         stats.corrupt_shards += 1
         stats.note(f"{path}: corrupt shard ({type(exc).__name__}: {exc})")
         return
     if cur_key is not None:
         yield cur_key, cur
+    if damage:
+        stats.corrupt_shards += 1
+        stats.note(f"{path}: corrupt shard ({damage})")
+
+
+def _unfinished_tar(path: Path, offset: int) -> str | None:
+    """Why a plain tar that tarfile stopped reading at ``offset`` is damaged, or None if it ended well."""
+    with open(path, "rb") as f:
+        f.seek(offset)
+        seen = 0
+        while block := f.read(1 << 16):
+            if block.strip(b"\0"):
+                return f"unreadable tar header at byte {offset}; the rest of the shard was skipped"
+            seen += len(block)
+    if seen < 512:
+        return f"truncated at byte {offset} (no end-of-archive marker)"
+    return None
 
 
 def parse_sample_json(raw: dict[str, bytes]) -> dict:
@@ -302,7 +339,17 @@ def iter_shard_samples(
             stats.corrupt_samples += 1
             stats.note(f"{shard}/{key}: corrupt sample ({exc})")
             continue
-        caption = raw.get("txt", b"").decode("utf-8", "replace")
+        if "txt" not in raw:
+            caption = ""
+            stats.bad_captions += 1
+            stats.note(f"{shard}/{key}: no caption (.txt member); used an empty caption")
+        else:
+            try:
+                caption = raw["txt"].decode("utf-8")
+            except UnicodeDecodeError:
+                caption = raw["txt"].decode("utf-8", "replace")
+                stats.bad_captions += 1
+                stats.note(f"{shard}/{key}: caption is not valid UTF-8; undecodable bytes became U+FFFD")
         image = None
         if decode_images:
             img_bytes = next((raw[e] for e in IMAGE_EXTS if e in raw), None)
