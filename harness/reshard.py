@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import multiprocessing as mp
 import os
 import shutil
@@ -35,6 +36,7 @@ from harness.pool import Pool, SampleStats, iter_shard_raw, parse_sample_json, u
 SHARD_FORMAT = "{:08d}.tar"
 STATS_FORMAT = "{:08d}_stats.json"
 _TMP_PREFIX = ".reshard-w"
+log = logging.getLogger("harness.reshard")
 
 
 @dataclass
@@ -184,8 +186,13 @@ def reshard(
     shutil.copyfile(subset_path, out / ".sample_ids.npy.tmp")
     os.replace(out / ".sample_ids.npy.tmp", out / "sample_ids.npy")
 
+    if line := stats.summary():  # skipped input is counted in meta.json and said once here
+        log.warning("reshard: skipped %s", line)
     processed = sum(r["processed"] for r in results)
     output = sum(r["output"] for r in results)
+    if output < len(subset):
+        log.warning("reshard: %d of %d subset rows were not found in the shards (see meta.json)",
+                    len(subset) - output, len(subset))
     seconds = time.perf_counter() - t0
     meta: dict[str, Any] = {
         "input_dir": str(pool.shards_dir),
