@@ -9,7 +9,6 @@ from __future__ import annotations
 import numpy as np
 
 from harness.plugins import MetadataBatch, Needs, Scorer, ScoringContext, register
-from harness.pool import uids_to_array
 
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
@@ -47,5 +46,4 @@ class RandomScorer(Scorer):
         self.seed = int(seed)
 
     def score_metadata(self, batch: MetadataBatch, ctx: ScoringContext) -> dict[str, np.ndarray]:
-        uids = uids_to_array(batch.table.column("uid"), where=batch.path)
-        return {"score": uid_uniform(uids, self.seed)}
+        return {"score": uid_uniform(batch.uids(), self.seed)}

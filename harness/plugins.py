@@ -122,6 +122,8 @@ class Filter:
     description: ClassVar[str] = ""
     needs: ClassVar[Needs] = Needs()
     default_percent: ClassVar[float | None] = None
+    # False for filters that are cheaper to recompute than to read back (a metadata column as is)
+    cache: ClassVar[bool] = True
 
     def __init__(self, **options: Any):
         self.options = dict(options)

@@ -29,12 +29,12 @@ UID_DTYPE = np.dtype("u8,u8")
 FEATURE_KEYS = ("b32_img", "b32_txt", "l14_img", "l14_txt")
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
 
-# hex digit -> nibble; 255 marks an invalid character
-_HEX = np.full(256, 255, dtype=np.uint8)
-for _i, _c in enumerate(b"0123456789abcdef"):
-    _HEX[_c] = _i
-for _i, _c in enumerate(b"ABCDEF"):
-    _HEX[_c] = 10 + _i
+# two ASCII hex characters (read as one little-endian uint16) -> their byte; 0xFFFF marks invalid
+_HEX_DIGITS = [(c, v) for v, c in enumerate(b"0123456789abcdef")] + [(c, 10 + v) for v, c in enumerate(b"ABCDEF")]
+_HEX2 = np.full(65536, 0xFFFF, dtype=np.uint16)
+for _c1, _v1 in _HEX_DIGITS:
+    for _c2, _v2 in _HEX_DIGITS:
+        _HEX2[_c1 | (_c2 << 8)] = (_v1 << 4) | _v2
 
 
 class PoolError(ValueError):
@@ -45,22 +45,19 @@ class PoolError(ValueError):
 # uid helpers
 
 
-def _hex_bytes_to_array(buf: np.ndarray, where: str, texts: Sequence[str] | None = None) -> np.ndarray:
+def _hex_bytes_to_array(buf: np.ndarray, where: str) -> np.ndarray:
     """(n, 32) uint8 ASCII hex -> u8,u8 array; invalid characters are an error naming the uid."""
     n = buf.shape[0]
-    nib = _HEX[buf]
-    if (nib == 255).any():
-        row = int(np.nonzero((nib == 255).any(axis=1))[0][0])
+    pairs = _HEX2[np.ascontiguousarray(buf).view("<u2")]  # (n, 16): one byte value per character pair
+    if n and pairs.max() == 0xFFFF:
+        row = int(np.nonzero((pairs == 0xFFFF).any(axis=1))[0][0])
         bad = bytes(buf[row]).decode("ascii", "replace")
         raise PoolError(f"{where}: uid {bad!r} (row {row}) is not 32 hexadecimal characters")
-    nib = nib.astype(np.uint64)
+    # 8 bytes read big-endian -> one u64 (uid[:16] is the high word)
+    words = pairs.astype(np.uint8).view(">u8").reshape(n, 2)
     out = np.empty(n, dtype=UID_DTYPE)
-    for field_name, start in (("f0", 0), ("f1", 16)):
-        acc = np.zeros(n, dtype=np.uint64)
-        for i in range(16):
-            acc <<= np.uint64(4)
-            acc |= nib[:, start + i]
-        out[field_name] = acc
+    out["f0"] = words[:, 0]
+    out["f1"] = words[:, 1]
     return out
 
 
@@ -145,14 +142,6 @@ def is_sorted_uids(arr: np.ndarray) -> bool:
     return bool(np.all((hi[1:] > hi[:-1]) | ((hi[1:] == hi[:-1]) & (lo[1:] >= lo[:-1]))))
 
 
-def uid_keys(arr: np.ndarray) -> np.ndarray:
-    """A 1-d sortable view of u8,u8 rows (complex128 would lose bits; use a void view instead)."""
-    be = np.empty((len(arr), 2), dtype=">u8")
-    be[:, 0] = arr["f0"]
-    be[:, 1] = arr["f1"]
-    return be.view("V16").ravel()
-
-
 # ---------------------------------------------------------------------------------------------
 # data classes shared with plugins
 
@@ -178,8 +167,16 @@ class MetadataBatch:
     path: str = ""  # the metadata parquet this batch came from (for error messages)
     offset: int = 0  # row offset of this batch in the pool's metadata order
 
+    _uids: np.ndarray | None = field(default=None, repr=False)
+
     def __len__(self) -> int:
         return self.table.num_rows
+
+    def uids(self) -> np.ndarray:
+        """The batch's uids as ``u8,u8`` (converted once, shared by every filter of the pass)."""
+        if self._uids is None:
+            self._uids = uids_to_array(self.table.column("uid"), where=self.path or "metadata batch")
+        return self._uids
 
     def column(self, name: str) -> np.ndarray:
         """A column as numpy (strings become an object array)."""
@@ -386,6 +383,7 @@ class Pool:
         if not self.metadata_dir.is_dir():
             raise PoolError(f"{root}: not a DataComp pool (no metadata/ directory)")
         self.sample_stats = SampleStats()
+        self._uids: np.ndarray | None = None  # u8,u8 uids, filled by the first full metadata pass
 
     def __repr__(self) -> str:
         return f"Pool({str(self.root)!r})"
@@ -422,11 +420,14 @@ class Pool:
     # -- metadata --------------------------------------------------------------------------
 
     def _read_table(self, path: Path, cols: Sequence[str]) -> pa.Table:
-        schema = pq.read_schema(path)
-        missing = [c for c in cols if c not in schema.names]
-        if missing:
-            raise PoolError(f"{path}: missing column(s) {missing}; the file has {schema.names}")
-        return pq.read_table(path, columns=list(cols))
+        try:
+            return pq.read_table(path, columns=list(cols))
+        except (pa.ArrowInvalid, KeyError) as exc:
+            names = pq.read_schema(path).names
+            missing = [c for c in cols if c not in names]
+            if missing:
+                raise PoolError(f"{path}: missing column(s) {missing}; the file has {names}") from exc
+            raise PoolError(f"{path}: unreadable parquet ({exc})") from exc
 
     def read_columns(self, cols: Sequence[str]) -> pa.Table:
         """The given columns over every metadata file, in the pool's order."""
@@ -440,6 +441,7 @@ class Pool:
         """One MetadataBatch per metadata file: ``uid`` + cols, and the npz arrays aligned row for row."""
         cols = list(dict.fromkeys(["uid", *cols]))
         offset = 0
+        uid_parts: list[np.ndarray] | None = [] if self._uids is None else None
         for path in self.metadata_files:
             table = self._read_table(path, cols)
             feats: dict[str, np.ndarray] = {}
@@ -458,16 +460,27 @@ class Pool:
                                 f"{table.num_rows}; features must align row for row with the parquet"
                             )
                         feats[k] = arr
-            yield MetadataBatch(table=table, features=feats, path=str(path), offset=offset)
+            batch = MetadataBatch(table=table, features=feats, path=str(path), offset=offset)
+            yield batch
+            if uid_parts is not None:  # the uid column is read anyway: keep it for Pool.uids()
+                uid_parts.append(batch.uids())
             offset += table.num_rows
+        if uid_parts is not None and self._uids is None:
+            self._uids = np.concatenate(uid_parts) if uid_parts else np.empty(0, dtype=UID_DTYPE)
 
     def uids(self) -> np.ndarray:
-        """Every uid as ``u8,u8`` in metadata order (16 bytes per row)."""
-        parts = [
-            uids_to_array(pq.read_table(p, columns=["uid"]).column("uid"), where=str(p))
-            for p in self.metadata_files
-        ]
-        return np.concatenate(parts) if parts else np.empty(0, dtype=UID_DTYPE)
+        """Every uid as ``u8,u8`` in metadata order (16 bytes per row).
+
+        Kept after the first read (or the first complete ``iter_metadata`` pass) for the life of this
+        Pool object: a Pool describes the files as they were when it was opened.
+        """
+        if self._uids is None:
+            parts = [
+                uids_to_array(pq.read_table(p, columns=["uid"]).column("uid"), where=str(p))
+                for p in self.metadata_files
+            ]
+            self._uids = np.concatenate(parts) if parts else np.empty(0, dtype=UID_DTYPE)
+        return self._uids
 
     def validate(self, uids: np.ndarray | None = None) -> np.ndarray:
         """Check uids (format and uniqueness); returns them (metadata order).
@@ -477,14 +490,13 @@ class Pool:
         arr = self.uids() if uids is None else uids
         if len(arr) < 2:
             return arr
-        order = np.argsort(arr["f0"], kind="stable")
-        hi = arr["f0"][order]
-        cand = np.nonzero(hi[1:] == hi[:-1])[0]
-        if len(cand):
-            lo = arr["f1"][order]
-            same = cand[lo[cand + 1] == lo[cand]]
-            if len(same):
-                row = int(order[same[0]])
+        hi = np.sort(arr["f0"])  # a plain sort of the high words; pairs are looked at only on a clash
+        clash = np.unique(hi[1:][hi[1:] == hi[:-1]])
+        for h in clash:
+            rows = np.nonzero(arr["f0"] == h)[0]
+            lows, counts = np.unique(arr["f1"][rows], return_counts=True)
+            if (counts > 1).any():
+                row = int(rows[arr["f1"][rows] == lows[counts > 1][0]][0])
                 uid = array_to_uids(arr[row : row + 1])[0]
                 raise PoolError(f"duplicate uid {uid} in the pool, in {self._files_holding(uid)}")
         return arr

@@ -182,7 +182,8 @@ def reshard(
             os.replace(out / name, out / SHARD_FORMAT.format(index))
             (out / STATS_FORMAT.format(index)).write_text(json.dumps({"successes": count}))
             index += 1
-        stats.add(SampleStats(**{k: v for k, v in r["stats"].items()}))
+        known = SampleStats.__dataclass_fields__
+        stats.add(SampleStats(**{k: v for k, v in r["stats"].items() if k in known}))
     shutil.copyfile(subset_path, out / ".sample_ids.npy.tmp")
     os.replace(out / ".sample_ids.npy.tmp", out / "sample_ids.npy")
 

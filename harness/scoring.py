@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from harness.plugins import Filter, PluginError, Predicate, Scorer, ScoringContext, instantiate
-from harness.pool import Pool, Sample, SampleStats, iter_shard_samples, uids_to_array
+from harness.pool import MetadataBatch, Pool, Sample, SampleStats, iter_shard_samples, uids_to_array
 
 ENGINE_VERSION = 1
 RECORD_KEY = b"harness"
@@ -162,26 +162,32 @@ def _term_names(filt: Filter) -> tuple[str, ...]:
 # the engine
 
 
-def _run_metadata(filt: Filter, pool: Pool, ctx: ScoringContext) -> dict[str, np.ndarray]:
-    needs = type(filt).needs
-    names = _term_names(filt)
-    parts: dict[str, list[np.ndarray]] = {t: [] for t in names}
-    if isinstance(filt, Scorer):
-        filt.setup(ctx)
-    for batch in pool.iter_metadata(needs.columns, needs.features):
-        where = Path(batch.path).name
-        if isinstance(filt, Predicate):
-            keep = np.asarray(filt.keep(batch, ctx)).reshape(-1)
-            if keep.shape[0] != len(batch):
-                raise PluginError(f"filter {filt.name!r}: keep() gave {keep.shape[0]} values for {len(batch)} rows ({where})")
-            if keep.dtype != bool:
-                raise PluginError(f"filter {filt.name!r}: keep() must return booleans, got {keep.dtype} ({where})")
-            parts[KEEP_TERM].append(keep.astype(np.float64))
-        else:
-            out = _check_terms(filt, filt.score_metadata(batch, ctx), len(batch), names, where)
-            for t in names:
-                parts[t].append(out[t])
-    return {t: np.concatenate(v) if v else np.empty(0) for t, v in parts.items()}
+def _metadata_out(filt: Filter, batch: MetadataBatch, ctx: ScoringContext) -> dict[str, np.ndarray]:
+    where = Path(batch.path).name
+    if isinstance(filt, Predicate):
+        keep = np.asarray(filt.keep(batch, ctx)).reshape(-1)
+        if keep.shape[0] != len(batch):
+            raise PluginError(f"filter {filt.name!r}: keep() gave {keep.shape[0]} values for {len(batch)} rows ({where})")
+        if keep.dtype != bool:
+            raise PluginError(f"filter {filt.name!r}: keep() must return booleans, got {keep.dtype} ({where})")
+        return {KEEP_TERM: keep.astype(np.float64)}
+    return _check_terms(filt, filt.score_metadata(batch, ctx), len(batch), _term_names(filt), where)
+
+
+def _run_metadata(filters: list[Filter], pool: Pool, ctx: ScoringContext) -> list[dict[str, np.ndarray]]:
+    """Every metadata filter in ONE pass over the metadata files (each file is read once)."""
+    cols = list(dict.fromkeys(c for f in filters for c in type(f).needs.columns))
+    feats = list(dict.fromkeys(c for f in filters for c in type(f).needs.features))
+    parts: list[dict[str, list[np.ndarray]]] = [{t: [] for t in _term_names(f)} for f in filters]
+    for f in filters:
+        if isinstance(f, Scorer):
+            f.setup(ctx)
+    for batch in pool.iter_metadata(cols, feats):
+        for f, acc in zip(filters, parts, strict=True):
+            out = _metadata_out(f, batch, ctx)
+            for t in acc:
+                acc[t].append(out[t])
+    return [{t: np.concatenate(v) if v else np.empty(0) for t, v in acc.items()} for acc in parts]
 
 
 def _shard_total(shard: Path) -> int | None:
@@ -301,6 +307,82 @@ def _find_rows(sorted_uids: np.ndarray, query: np.ndarray) -> np.ndarray:
     return pos
 
 
+def _record(filt: Filter, ctx: ScoringContext, pool_fp: str) -> dict[str, Any]:
+    settings = filt.settings()
+    model_fp = _model_fingerprint(filt, ctx)
+    return {
+        "scorer": filt.name,
+        "settings": settings,
+        "model_fingerprint": model_fp,
+        "pool_fingerprint": pool_fp,
+        "kind": type(filt).kind(),
+        "terms": list(_term_names(filt)),
+        "key": cache_key(filt.name, settings, model_fp, pool_fp),
+    }
+
+
+def _pool_uid_strings(pool: Pool) -> pa.Array:
+    return pa.concat_arrays(
+        [c for p in pool.metadata_files for c in pq.read_table(p, columns=["uid"]).column("uid").chunks]
+    )
+
+
+def compute_many(
+    pool: Pool,
+    filters: list[Filter],
+    ctx: ScoringContext,
+    cache_dir: str | Path | None,
+    progress: bool = True,
+) -> list[Terms]:
+    """Terms of several filters over the pool: cached tables are read back, the remaining metadata
+    filters share one pass over the metadata, model scorers run over the shards one by one."""
+    pool_fp = pool.fingerprint()
+    results: list[Terms | None] = [None] * len(filters)
+    pending: list[tuple[int, Filter, dict[str, Any], Path | None]] = []
+    for i, filt in enumerate(filters):
+        record = _record(filt, ctx, pool_fp)
+        names = _term_names(filt)
+        use_cache = cache_dir is not None and getattr(type(filt), "cache", True)
+        path = Path(cache_dir) / f"{filt.name}-{record['key']}.parquet" if use_cache else None
+        if path is not None and path.exists():
+            stored = json.loads((pq.read_schema(path).metadata or {}).get(RECORD_KEY, b"{}"))
+            table = pq.read_table(path, columns=list(names))
+            record.update({k: v for k, v in stored.items() if k not in record})
+            record["cached"] = True
+            results[i] = Terms(filt, {t: table.column(t).to_numpy() for t in names}, record, path)
+        elif isinstance(filt, Scorer) and type(filt).uses_samples():
+            work = (
+                Path(cache_dir) / f"{filt.name}-{record['key']}.work"
+                if cache_dir is not None
+                else Path(tempfile.mkdtemp(prefix=f"score-{filt.name}-"))
+            )
+            terms, info = _run_samples(filt, pool, ctx, work, progress)
+            record.update(info)
+            results[i] = _finish(pool, filt, terms, record, path)
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            pending.append((i, filt, record, path))
+    if pending:
+        outs = _run_metadata([f for _, f, _, _ in pending], pool, ctx)
+        for (i, filt, record, path), terms in zip(pending, outs, strict=True):
+            record["missing"] = 0
+            results[i] = _finish(pool, filt, terms, record, path)
+    return [r for r in results if r is not None]
+
+
+def _finish(pool: Pool, filt: Filter, terms: dict[str, np.ndarray], record: dict[str, Any], path: Path | None) -> Terms:
+    record["rows"] = int(len(next(iter(terms.values()))))
+    record["cached"] = False
+    if path is not None:
+        uid_col = _pool_uid_strings(pool)
+        if len(uid_col) != record["rows"]:
+            raise PluginError(f"filter {filt.name!r}: {record['rows']} rows scored, pool has {len(uid_col)}")
+        table = pa.table({"uid": uid_col, **terms})
+        table = table.replace_schema_metadata({RECORD_KEY: json.dumps(record, default=_json_default).encode()})
+        _atomic_write_table(table, path)
+    return Terms(filt, terms, record, path)
+
+
 def compute_terms(
     pool: Pool,
     scorer_name: str,
@@ -309,60 +391,9 @@ def compute_terms(
     progress: bool = True,
     filt: Filter | None = None,
 ) -> Terms:
-    """The filter's terms over the pool (cached); what selection uses (no uid strings held)."""
+    """One filter's terms over the pool (cached); what selection uses (no uid strings held)."""
     filt = filt if filt is not None else instantiate(scorer_name, ctx)
-    cls = type(filt)
-    names = _term_names(filt)
-    settings = filt.settings()
-    model_fp = _model_fingerprint(filt, ctx)
-    pool_fp = pool.fingerprint()
-    key = cache_key(filt.name, settings, model_fp, pool_fp)
-    record: dict[str, Any] = {
-        "scorer": filt.name,
-        "settings": settings,
-        "model_fingerprint": model_fp,
-        "pool_fingerprint": pool_fp,
-        "kind": cls.kind(),
-        "terms": list(names),
-        "key": key,
-    }
-    use_cache = cache_dir is not None and getattr(cls, "cache", True)
-    path = Path(cache_dir) / f"{filt.name}-{key}.parquet" if cache_dir is not None else None
-    if use_cache and path is not None and path.exists():
-        meta = pq.read_schema(path).metadata or {}
-        stored = json.loads(meta.get(RECORD_KEY, b"{}"))
-        table = pq.read_table(path, columns=list(names))
-        record.update({k: v for k, v in stored.items() if k not in record})
-        record["cached"] = True
-        return Terms(filt, {t: table.column(t).to_numpy() for t in names}, record, path)
-
-    if isinstance(filt, Scorer) and cls.uses_samples():
-        assert path is not None or cache_dir is None
-        work = (
-            Path(cache_dir) / f"{filt.name}-{key}.work"
-            if cache_dir is not None
-            else Path(tempfile.mkdtemp(prefix=f"score-{filt.name}-"))
-        )
-        terms, info = _run_samples(filt, pool, ctx, work, progress)
-        record.update(info)
-    else:
-        terms = _run_metadata(filt, pool, ctx)
-        record["missing"] = 0
-        work = None
-    record["rows"] = int(len(next(iter(terms.values()))))
-    record["cached"] = False
-    if use_cache and path is not None:
-        uid_col = pa.concat_arrays(
-            [c for p in pool.metadata_files for c in pq.read_table(p, columns=["uid"]).column("uid").chunks]
-        )
-        if len(uid_col) != record["rows"]:
-            raise PluginError(f"filter {filt.name!r}: {record['rows']} rows scored, pool has {len(uid_col)}")
-        table = pa.table({"uid": uid_col, **terms})
-        table = table.replace_schema_metadata({RECORD_KEY: json.dumps(record, default=_json_default).encode()})
-        _atomic_write_table(table, path)
-    if work is not None:
-        shutil.rmtree(work, ignore_errors=True)
-    return Terms(filt, terms, record, path if use_cache else None)
+    return compute_many(pool, [filt], ctx, cache_dir, progress)[0]
 
 
 def score(
@@ -374,9 +405,7 @@ def score(
 ) -> ScoreTable:
     """The score table of one filter over the pool: uid + one column per term (record in ``.attrs``)."""
     t = compute_terms(pool, scorer_name, ctx, cache_dir, progress)
-    uid = pa.concat_arrays(
-        [c for p in pool.metadata_files for c in pq.read_table(p, columns=["uid"]).column("uid").chunks]
-    )
+    uid = _pool_uid_strings(pool)
     frame = pd.DataFrame({"uid": pd.Series(uid.to_pandas(types_mapper=pd.ArrowDtype))})
     frame["uid"] = frame["uid"].astype("string[pyarrow]")
     for name, arr in t.terms.items():

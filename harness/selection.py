@@ -70,7 +70,7 @@ def select(
 
     Returns the provenance dict (also what subset.json holds).
     """
-    from harness.scoring import compute_terms
+    from harness.scoring import compute_many
 
     t0 = time.perf_counter()
     ast = expressions.parse(expr)  # refuses a bad expression before any work
@@ -79,11 +79,10 @@ def select(
     filters = {name: instantiate(name, ctx) for name in names}
     n = len(pool)
 
-    computed: dict[str, Any] = {}
+    # every filter of the expression at once: metadata filters share one pass over the files
+    computed = dict(zip(names, compute_many(pool, list(filters.values()), ctx, cache_dir, progress), strict=True))
 
     def scores(name: str) -> np.ndarray:
-        if name not in computed:
-            computed[name] = compute_terms(pool, name, ctx, cache_dir, progress=progress, filt=filters[name])
         return computed[name].combined()
 
     uid_cache: dict[str, np.ndarray] = {}
