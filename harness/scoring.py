@@ -235,7 +235,7 @@ def _score_shard(
 
 
 def _run_samples(
-    filt: Scorer, pool: Pool, ctx: ScoringContext, work: Path, progress: bool
+    filt: Scorer, pool: Pool, ctx: ScoringContext, work: Path, progress: bool, ray: Any = None
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     from tqdm.auto import tqdm
 
@@ -246,7 +246,11 @@ def _run_samples(
     work.mkdir(parents=True, exist_ok=True)
     todo = [s for s in shards if not (work / f"{s.stem}.parquet").exists()]
     stats = SampleStats()
-    if todo:
+    if todo and ray is not None:  # the Ray engine writes the same per-shard work tables
+        from harness.scoring_ray import score_shards_ray
+
+        stats.add(score_shards_ray(filt, todo, ctx, names, work, ray, progress))
+    elif todo:
         filt.setup(ctx)
         totals = [_shard_total(s) for s in todo]
         total = sum(totals) if all(t is not None for t in totals) else None
@@ -333,9 +337,24 @@ def compute_many(
     ctx: ScoringContext,
     cache_dir: str | Path | None,
     progress: bool = True,
+    engine: str = "local",
+    ray_address: str | None = None,
+    ray_workers: int | None = None,
 ) -> list[Terms]:
     """Terms of several filters over the pool: cached tables are read back, the remaining metadata
-    filters share one pass over the metadata, model scorers run over the shards one by one."""
+    filters share one pass over the metadata, model scorers run over the shards one by one.
+
+    ``engine="ray"`` computes them on Ray (harness/scoring_ray.py): ``ray_address`` None starts a local
+    instance, ``ray_workers`` None uses every CPU (GPU on CUDA). The tables are the same, so the engine
+    is not part of the cache key.
+    """
+    if engine not in ("local", "ray"):
+        raise ValueError(f"unknown scoring engine {engine!r}; choose 'local' or 'ray'")
+    ray = None
+    if engine == "ray":
+        from harness.scoring_ray import RayOptions
+
+        ray = RayOptions(address=ray_address, workers=ray_workers)
     pool_fp = pool.fingerprint()
     results: list[Terms | None] = [None] * len(filters)
     pending: list[tuple[int, Filter, dict[str, Any], Path | None]] = []
@@ -356,14 +375,19 @@ def compute_many(
                 if cache_dir is not None
                 else Path(tempfile.mkdtemp(prefix=f"score-{filt.name}-"))
             )
-            terms, info = _run_samples(filt, pool, ctx, work, progress)
+            terms, info = _run_samples(filt, pool, ctx, work, progress, ray)
             record.update(info)
             results[i] = _finish(pool, filt, terms, record, path)
             shutil.rmtree(work, ignore_errors=True)
         else:
             pending.append((i, filt, record, path))
     if pending:
-        outs = _run_metadata([f for _, f, _, _ in pending], pool, ctx)
+        if ray is not None:
+            from harness.scoring_ray import score_metadata_ray
+
+            outs = score_metadata_ray([f for _, f, _, _ in pending], pool, ctx, ray)
+        else:
+            outs = _run_metadata([f for _, f, _, _ in pending], pool, ctx)
         for (i, filt, record, path), terms in zip(pending, outs, strict=True):
             record["missing"] = 0
             results[i] = _finish(pool, filt, terms, record, path)
@@ -390,10 +414,13 @@ def compute_terms(
     cache_dir: str | Path | None,
     progress: bool = True,
     filt: Filter | None = None,
+    engine: str = "local",
+    ray_address: str | None = None,
+    ray_workers: int | None = None,
 ) -> Terms:
     """One filter's terms over the pool (cached); what selection uses (no uid strings held)."""
     filt = filt if filt is not None else instantiate(scorer_name, ctx)
-    return compute_many(pool, [filt], ctx, cache_dir, progress)[0]
+    return compute_many(pool, [filt], ctx, cache_dir, progress, engine, ray_address, ray_workers)[0]
 
 
 def score(
@@ -402,9 +429,13 @@ def score(
     ctx: ScoringContext,
     cache_dir: str | Path | None,
     progress: bool = True,
+    engine: str = "local",
+    ray_address: str | None = None,
+    ray_workers: int | None = None,
 ) -> ScoreTable:
     """The score table of one filter over the pool: uid + one column per term (record in ``.attrs``)."""
-    t = compute_terms(pool, scorer_name, ctx, cache_dir, progress)
+    t = compute_terms(pool, scorer_name, ctx, cache_dir, progress, engine=engine, ray_address=ray_address,
+                      ray_workers=ray_workers)
     uid = _pool_uid_strings(pool)
     frame = pd.DataFrame({"uid": pd.Series(uid.to_pandas(types_mapper=pd.ArrowDtype))})
     frame["uid"] = frame["uid"].astype("string[pyarrow]")
