@@ -243,6 +243,7 @@ def _run_samples(
     shards = pool.shards
     if not shards:
         raise PluginError(f"filter {filt.name!r} needs the pool's shards, but {pool.shards_dir} has none")
+    pool.validate()  # results are aligned by uid: a duplicate uid would make that ambiguous
     work.mkdir(parents=True, exist_ok=True)
     todo = [s for s in shards if not (work / f"{s.stem}.parquet").exists()]
     stats = SampleStats()
