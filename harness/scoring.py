@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -38,6 +39,7 @@ from harness.pool import MetadataBatch, Pool, Sample, SampleStats, iter_shard_sa
 ENGINE_VERSION = 1
 RECORD_KEY = b"harness"
 KEEP_TERM = "keep"
+log = logging.getLogger("harness.scoring")
 
 ScoreTable = pd.DataFrame  # uid + terms; ``table.attrs["record"]`` holds the record
 
@@ -292,6 +294,14 @@ def _run_samples(
         "unknown_uids_in_shards": unknown,
         "sample_stats": stats.as_dict() if todo else None,
     }
+    if info["missing"] or info["unknown_uids_in_shards"]:  # one line per pass; the record has the counts
+        damage = stats.summary()
+        log.warning(
+            "score %s: %d of %d rows have no score (NaN, never selected): %d not found in the shards, "
+            "%d without a decodable image; %d shard samples not in the metadata%s",
+            filt.name, info["missing"], len(pool_uids), info["not_in_shards"],
+            info["missing"] - info["not_in_shards"], unknown, f"; skipped {damage}" if damage else "",
+        )
     return out, info
 
 
