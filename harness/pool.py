@@ -266,11 +266,11 @@ def iter_shard_raw(path: str | Path, stats: SampleStats | None = None) -> Iterat
                 if not member.isfile():
                     continue
                 key, ext = _split_key(member.name)
+                if cur_key is not None and (key != cur_key or ext in cur):
+                    yield cur_key, cur  # before reading on: a break in the next member must not cost this one
+                    cur = {}
                 f = tf.extractfile(member)
                 data = f.read() if f is not None else b""
-                if cur_key is not None and (key != cur_key or ext in cur):
-                    yield cur_key, cur
-                    cur = {}
                 cur_key = key
                 cur[ext] = data
             stopped_at = tf.offset if getattr(tf.fileobj, "comptype", "tar") == "tar" else None
