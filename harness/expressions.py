@@ -356,12 +356,17 @@ def load_subset(path: str | Path) -> np.ndarray:
         raise FileNotFoundError(f"subset file {path} does not exist")
     with path.open("rb") as f:
         magic = f.read(6)
-    if magic == b"\x93NUMPY":
-        arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    else:
-        if path.stat().st_size % UID_DTYPE.itemsize:
-            raise ValueError(f"{path}: neither a .npy file nor a raw u8,u8 buffer")
-        arr = np.memmap(path, UID_DTYPE, mode="r")
+    try:
+        if magic == b"\x93NUMPY":
+            arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        else:
+            if path.stat().st_size % UID_DTYPE.itemsize or path.stat().st_size == 0:
+                raise ValueError(f"{path}: neither a .npy file nor a raw u8,u8 buffer")
+            arr = np.memmap(path, UID_DTYPE, mode="r")
+    except (ValueError, OSError, EOFError) as exc:  # numpy's messages do not name the file
+        if str(path) in str(exc):
+            raise
+        raise ValueError(f"{path}: unreadable subset file ({exc})") from exc
     if arr.dtype != UID_DTYPE:
         raise ValueError(f"{path}: dtype {arr.dtype}, expected DataComp's np.dtype('u8,u8') (high, low 64 bits)")
     if arr.ndim != 1:
