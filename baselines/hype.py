@@ -1,0 +1,295 @@
+"""HYPE (Kim et al., ECCV 2024): hyperbolic entailment filtering, as `hype`, `hype_img` and `hype_in`.
+
+Terms stored in the score table (one column each, see harness/hype/README.md):
+
+- ``eps_i``  image specificity: mean over the reference texts t of the entailment energy E(t, image)
+- ``eps_t``  text specificity: mean over the reference images i of E(text, i)
+- ``neg_dl`` minus the Lorentzian distance between the sample's image and caption
+- ``cos``    the pool's Euclidean CLIP score (``clip_l14_similarity_score`` metadata column)
+- ``c_in``   (``hype_in`` only) DataComp's image-based cluster indicator, 1.0 when the
+             ``image_based`` filter keeps the sample
+
+``combine`` sums the terms after normalising each over the WHOLE pool:
+``score = sum_k w_k * norm(term_k)`` with ``norm`` one of ``zscore`` (default: (x - mean) / std),
+``rank`` (the fraction of the pool below x, in [0, 1]) or ``none`` (raw values), and weights 1 by
+default. Options (``--option hype.norm=rank``, ``--option hype.weights=eps_i=1,eps_t=1,neg_dl=1,cos=0``):
+
+- ``norm``: "zscore" | "rank" | "none"
+- ``weights``: a dict or "term=w,term=w" string; terms left out keep weight 1
+- ``reference``: a HYPE reference-set file ({"img": [N, D], "txt": [M, D]} tangent vectors); default
+  ``reference_set.pt`` next to the model (the world's model directory)
+- ``model_name``: open_clip config of a checkpoint file (default ViT-L-14, the official HYPE model)
+- ``chunk``: block size of the specificity computation (memory bound; does not change the scores)
+
+The model comes from ``ctx.model_path("meru")``: the world's ``models/meru`` directory, or what the
+user passes with ``--option meru=/path/to/hype/ckpt.pt``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from harness.hype import geometry as G
+from harness.plugins import Needs, PluginError, Scorer, ScoringContext, get_filter, register
+from harness.pool import Sample, uids_to_array
+
+NORMALISATIONS = ("zscore", "rank", "none")
+COS_COLUMN = "clip_l14_similarity_score"
+
+
+def parse_weights(weights: Any, terms: tuple[str, ...]) -> dict[str, float]:
+    """Per-term weights from a dict or a "term=w,term=w" string; unknown terms are an error."""
+    out = dict.fromkeys(terms, 1.0)
+    if weights is None or weights == "":
+        return out
+    if isinstance(weights, str):
+        pairs = {}
+        for part in weights.split(","):
+            if "=" not in part:
+                raise PluginError(f"hype weights: {part!r} is not term=weight (in {weights!r})")
+            k, v = part.split("=", 1)
+            pairs[k.strip()] = v.strip()
+        weights = pairs
+    if not isinstance(weights, dict):
+        raise PluginError(f"hype weights must be a dict or 'term=w,...' string, got {type(weights).__name__}")
+    for k, v in weights.items():
+        if k not in out:
+            raise PluginError(f"hype weights: unknown term {k!r}; the terms are {list(terms)}")
+        try:
+            out[k] = float(v)
+        except (TypeError, ValueError) as exc:
+            raise PluginError(f"hype weights: weight of {k!r} is not a number: {v!r}") from exc
+        if not np.isfinite(out[k]):
+            raise PluginError(f"hype weights: weight of {k!r} must be finite, got {v!r}")
+    return out
+
+
+def normalise(values: np.ndarray, how: str) -> np.ndarray:
+    """One term normalised over the whole pool, NaN (samples without an image) left as NaN."""
+    x = np.asarray(values, dtype=np.float64)
+    ok = np.isfinite(x)
+    out = np.full_like(x, np.nan)
+    if how == "none":
+        return x.copy()
+    if not ok.any():
+        return out
+    v = x[ok]
+    if how == "zscore":
+        sd = v.std()
+        # A constant term carries no ranking information: it contributes 0, not NaN.
+        out[ok] = (v - v.mean()) / sd if sd > 0 else 0.0
+    elif how == "rank":
+        # Average ranks (ties share a rank), scaled to [0, 1].
+        order = np.argsort(v, kind="stable")
+        ranks = np.empty(len(v))
+        ranks[order] = np.arange(len(v), dtype=np.float64)
+        sv = v[order]
+        starts = np.r_[0, np.nonzero(sv[1:] != sv[:-1])[0] + 1]
+        ends = np.r_[starts[1:], len(sv)]
+        for a, b in zip(starts, ends, strict=True):
+            if b - a > 1:
+                ranks[order[a:b]] = (a + b - 1) / 2
+        out[ok] = ranks / max(len(v) - 1, 1)
+    else:
+        raise PluginError(f"hype norm must be one of {NORMALISATIONS}, got {how!r}")
+    return out
+
+
+@register
+class HypeScorer(Scorer):
+    name: ClassVar[str] = "hype"
+    description: ClassVar[str] = "HYPE: hyperbolic specificity eps_i + eps_t, -d_L and the CLIP L/14 score (z-scored sum)"
+    needs: ClassVar[Needs] = Needs(columns=(COS_COLUMN,), images=True, captions=True, models=("meru",))
+    terms: ClassVar[tuple[str, ...]] = ("eps_i", "eps_t", "neg_dl", "cos")
+    default_percent: ClassVar[float | None] = None
+
+    def __init__(
+        self,
+        norm: str = "zscore",
+        weights: Any = None,
+        reference: str | None = None,
+        model_name: str | None = None,
+        chunk: int = G.DEFAULT_CHUNK,
+        **options: Any,
+    ):
+        if options:
+            raise PluginError(f"{self.name}: unknown option(s) {sorted(options)}; "
+                              "known: norm, weights, reference, model_name, chunk")
+        if norm not in NORMALISATIONS:
+            raise PluginError(f"{self.name}: norm must be one of {NORMALISATIONS}, got {norm!r}")
+        self.norm = norm
+        self.weights = parse_weights(weights, type(self).terms)
+        self.reference = reference
+        self.model_name = model_name
+        self.chunk = int(chunk)
+        if self.chunk <= 0:
+            raise PluginError(f"{self.name}: chunk must be positive, got {chunk!r}")
+        super().__init__(norm=norm, weights=self.weights, reference=reference, model_name=model_name)
+        self._meru = None
+        self._ref_img: torch.Tensor | None = None
+        self._ref_txt: torch.Tensor | None = None
+        self._cos: tuple[np.ndarray, np.ndarray] | None = None  # (sorted uid keys, values)
+
+    # -- loading ------------------------------------------------------------------------------
+    def _model_spec(self, ctx: ScoringContext) -> Path:
+        return Path(ctx.model_path("meru"))
+
+    def _reference_path(self, spec: Path) -> Path:
+        if self.reference:
+            return Path(self.reference)
+        if spec.is_dir():
+            return spec / "reference_set.pt"
+        raise PluginError(
+            f"{self.name}: the model {spec} is a checkpoint file; give its reference set with "
+            "--option hype.reference=/path/to/reference.pt"
+        )
+
+    def fingerprint(self, ctx: ScoringContext) -> str:
+        from harness.hype.model import _fingerprint_file
+
+        spec = self._model_spec(ctx)
+        ckpt = spec / "model.pt" if spec.is_dir() else spec
+        ref = self._reference_path(spec)
+        if not ckpt.exists() or not ref.exists():
+            missing = ckpt if not ckpt.exists() else ref
+            raise PluginError(f"{self.name}: {missing} not found")
+        return f"{_fingerprint_file(ckpt)}-{_fingerprint_file(ref)}"
+
+    def setup(self, ctx: ScoringContext) -> None:
+        from harness.hype.model import load_meru, load_reference_set
+
+        if self._meru is not None:
+            return
+        spec = self._model_spec(ctx)
+        self._meru = load_meru(spec, model_name=self.model_name, device=ctx.device)
+        img, txt = load_reference_set(self._reference_path(spec), width=self._meru.model.embed_dim)
+        curv = self._meru.model.curv.detach().to(ctx.device)
+        # The reference set holds tangent vectors; lift them once.
+        self._ref_img = G.exp_map0(img.to(ctx.device), curv)
+        self._ref_txt = G.exp_map0(txt.to(ctx.device), curv)
+        self._cos = self._load_metadata_term(ctx, COS_COLUMN)
+
+    def _load_metadata_term(self, ctx: ScoringContext, column: str) -> tuple[np.ndarray, np.ndarray]:
+        """A metadata column as (sorted uid keys, values) for lookups by uid from shard samples."""
+        table = ctx.pool.read_columns(["uid", column])
+        keys = _uid_keys(uids_to_array(table.column("uid"), where=f"{ctx.pool.metadata_dir} uid"))
+        values = table.column(column).to_numpy(zero_copy_only=False).astype(np.float64)
+        order = np.argsort(keys, kind="stable")
+        return keys[order], values[order]
+
+    # -- scoring ------------------------------------------------------------------------------
+    def _lookup(self, table: tuple[np.ndarray, np.ndarray], samples: list[Sample], column: str) -> np.ndarray:
+        keys, values = table
+        query = _uid_keys(uids_to_array([s.uid for s in samples], where="shard samples"))
+        pos = np.searchsorted(keys, query)
+        pos_c = np.minimum(pos, len(keys) - 1)
+        found = (pos < len(keys)) & (keys[pos_c] == query)
+        if not found.all():
+            uid = samples[int(np.nonzero(~found)[0][0])].uid
+            raise PluginError(f"{self.name}: sample {uid} is in the shards but not in the metadata ({column})")
+        return values[pos_c]
+
+    @torch.no_grad()
+    def score_samples(self, samples: list[Sample], ctx: ScoringContext) -> dict[str, np.ndarray]:
+        if self._meru is None:
+            self.setup(ctx)
+        meru = self._meru
+        curv = meru.model.curv.detach()
+        img_tan = torch.from_numpy(meru.encode_images([s.image for s in samples], ctx.batch_size))
+        txt_tan = torch.from_numpy(meru.encode_texts([s.caption for s in samples], ctx.batch_size))
+        img = G.exp_map0(img_tan.to(ctx.device), curv)
+        txt = G.exp_map0(txt_tan.to(ctx.device), curv)
+        out = {
+            "eps_i": G.image_specificity(img, self._ref_txt, curv, chunk=self.chunk).cpu().numpy(),
+            "eps_t": G.text_specificity(txt, self._ref_img, curv, chunk=self.chunk).cpu().numpy(),
+            "neg_dl": (-G.paired_dist(img, txt, curv)).cpu().numpy(),
+            "cos": self._lookup(self._cos, samples, COS_COLUMN),
+        }
+        return {t: out[t] for t in type(self).terms if t in out}
+
+    def combine(self, terms: Any) -> np.ndarray:
+        total = np.zeros(len(terms), dtype=np.float64)
+        for t in type(self).terms:
+            w = self.weights[t]
+            if w != 0:
+                total += w * normalise(terms[t].to_numpy(dtype=np.float64), self.norm)
+        return total
+
+
+@register
+class HypeImageScorer(HypeScorer):
+    """Image specificity alone (HYPE's image-only induction, eps_i)."""
+
+    name: ClassVar[str] = "hype_img"
+    description: ClassVar[str] = "HYPE image specificity eps_i alone"
+    needs: ClassVar[Needs] = Needs(images=True, models=("meru",))
+    terms: ClassVar[tuple[str, ...]] = ("eps_i",)
+
+    def setup(self, ctx: ScoringContext) -> None:
+        from harness.hype.model import load_meru, load_reference_set
+
+        if self._meru is not None:
+            return
+        spec = self._model_spec(ctx)
+        self._meru = load_meru(spec, model_name=self.model_name, device=ctx.device)
+        _, txt = load_reference_set(self._reference_path(spec), width=self._meru.model.embed_dim)
+        self._ref_txt = G.exp_map0(txt.to(ctx.device), self._meru.model.curv.detach().to(ctx.device))
+
+    @torch.no_grad()
+    def score_samples(self, samples: list[Sample], ctx: ScoringContext) -> dict[str, np.ndarray]:
+        if self._meru is None:
+            self.setup(ctx)
+        curv = self._meru.model.curv.detach()
+        img_tan = torch.from_numpy(self._meru.encode_images([s.image for s in samples], ctx.batch_size))
+        img = G.exp_map0(img_tan.to(ctx.device), curv)
+        return {"eps_i": G.image_specificity(img, self._ref_txt, curv, chunk=self.chunk).cpu().numpy()}
+
+
+@register
+class HypeClusterScorer(HypeScorer):
+    """HYPE's full composite: the four terms plus DataComp's image-based cluster indicator c_in."""
+
+    name: ClassVar[str] = "hype_in"
+    description: ClassVar[str] = "HYPE + the image-based (ImageNet cluster) indicator c_in"
+    needs: ClassVar[Needs] = Needs(
+        columns=(COS_COLUMN,), features=("l14_img",), images=True, captions=True, models=("meru",)
+    )
+    terms: ClassVar[tuple[str, ...]] = ("eps_i", "eps_t", "neg_dl", "cos", "c_in")
+
+    def setup(self, ctx: ScoringContext) -> None:
+        super().setup(ctx)
+        self._c_in = self._cluster_indicator(ctx)
+
+    def _cluster_indicator(self, ctx: ScoringContext) -> tuple[np.ndarray, np.ndarray]:
+        """Run the registered ``image_based`` predicate over the metadata; 1.0 where it keeps the row."""
+        try:
+            pred_cls = get_filter("image_based")
+        except Exception as exc:
+            raise PluginError(f"{self.name}: needs the 'image_based' filter for c_in: {exc}") from exc
+        pred = pred_cls(**ctx.filter_options("image_based"))
+        if hasattr(pred, "setup"):
+            pred.setup(ctx)
+        keys, vals = [], []
+        for batch in ctx.pool.iter_metadata(pred_cls.needs.columns, pred_cls.needs.features):
+            keys.append(_uid_keys(uids_to_array(batch.table.column("uid"), where=batch.path)))
+            vals.append(np.asarray(pred.keep(batch, ctx), dtype=np.float64).reshape(-1))
+        k, v = np.concatenate(keys), np.concatenate(vals)
+        order = np.argsort(k, kind="stable")
+        return k[order], v[order]
+
+    @torch.no_grad()
+    def score_samples(self, samples: list[Sample], ctx: ScoringContext) -> dict[str, np.ndarray]:
+        out = super().score_samples(samples, ctx)
+        out["c_in"] = self._lookup(self._c_in, samples, "image_based")
+        return out
+
+
+def _uid_keys(arr: np.ndarray) -> np.ndarray:
+    """u8,u8 uids as one sortable 128-bit-ish key (bytes), for searchsorted lookups."""
+    hi = arr["f0"].astype(">u8")
+    lo = arr["f1"].astype(">u8")
+    return np.frombuffer(np.stack([hi, lo], axis=1).tobytes(), dtype="S16")
