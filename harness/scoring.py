@@ -34,7 +34,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from harness.plugins import Filter, PluginError, Predicate, Scorer, ScoringContext, instantiate
-from harness.pool import MetadataBatch, Pool, Sample, SampleStats, iter_shard_samples, uids_to_array
+from harness.pool import (
+    MetadataBatch,
+    Pool,
+    PoolError,
+    Sample,
+    SampleStats,
+    iter_shard_samples,
+    uids_to_array,
+)
 
 ENGINE_VERSION = 1
 RECORD_KEY = b"harness"
@@ -131,10 +139,21 @@ def _check_terms(
     return res
 
 
+def _call(filt: Filter, method: str, where: str, *args: Any) -> Any:
+    """Call a plugin method; an exception from the plugin becomes a PluginError naming it and where."""
+    try:
+        return getattr(filt, method)(*args)
+    except (PluginError, PoolError, MemoryError):
+        raise
+    except Exception as exc:
+        at = f" ({where})" if where else ""
+        raise PluginError(f"filter {filt.name!r}: {method}() raised {type(exc).__name__}: {exc}{at}") from exc
+
+
 def combine_terms(filt: Filter, frame: pd.DataFrame) -> np.ndarray:
     """The scorer's combined score, validated (NaN only where every term is NaN)."""
     assert isinstance(filt, Scorer)
-    out = np.asarray(filt.combine(frame), dtype=np.float64).reshape(-1)
+    out = np.asarray(_call(filt, "combine", "", frame), dtype=np.float64).reshape(-1)
     if out.shape[0] != len(frame):
         raise PluginError(f"filter {filt.name!r}: combine() gave {out.shape[0]} values for {len(frame)} rows")
     all_nan = frame.isna().all(axis=1).to_numpy() if len(frame.columns) else np.zeros(len(frame), bool)
@@ -167,13 +186,14 @@ def _term_names(filt: Filter) -> tuple[str, ...]:
 def _metadata_out(filt: Filter, batch: MetadataBatch, ctx: ScoringContext) -> dict[str, np.ndarray]:
     where = Path(batch.path).name
     if isinstance(filt, Predicate):
-        keep = np.asarray(filt.keep(batch, ctx)).reshape(-1)
+        keep = np.asarray(_call(filt, "keep", where, batch, ctx)).reshape(-1)
         if keep.shape[0] != len(batch):
             raise PluginError(f"filter {filt.name!r}: keep() gave {keep.shape[0]} values for {len(batch)} rows ({where})")
         if keep.dtype != bool:
             raise PluginError(f"filter {filt.name!r}: keep() must return booleans, got {keep.dtype} ({where})")
         return {KEEP_TERM: keep.astype(np.float64)}
-    return _check_terms(filt, filt.score_metadata(batch, ctx), len(batch), _term_names(filt), where)
+    out = _call(filt, "score_metadata", where, batch, ctx)
+    return _check_terms(filt, out, len(batch), _term_names(filt), where)
 
 
 def _run_metadata(filters: list[Filter], pool: Pool, ctx: ScoringContext) -> list[dict[str, np.ndarray]]:
@@ -183,7 +203,7 @@ def _run_metadata(filters: list[Filter], pool: Pool, ctx: ScoringContext) -> lis
     parts: list[dict[str, list[np.ndarray]]] = [{t: [] for t in _term_names(f)} for f in filters]
     for f in filters:
         if isinstance(f, Scorer):
-            f.setup(ctx)
+            _call(f, "setup", "", ctx)
     for batch in pool.iter_metadata(cols, feats):
         for f, acc in zip(filters, parts, strict=True):
             out = _metadata_out(f, batch, ctx)
@@ -212,7 +232,7 @@ def _score_shard(
         if not batch:
             return
         where = f"shard {shard.name}, samples {batch[0].uid}..{batch[-1].uid}"
-        out = _check_terms(filt, filt.score_samples(list(batch), ctx), len(batch), names, where)
+        out = _check_terms(filt, _call(filt, "score_samples", where, list(batch), ctx), len(batch), names, where)
         uids.extend(s.uid for s in batch)
         for t in names:
             cols[t].append(out[t])
@@ -254,7 +274,7 @@ def _run_samples(
 
         stats.add(score_shards_ray(filt, todo, ctx, names, work, ray, progress))
     elif todo:
-        filt.setup(ctx)
+        _call(filt, "setup", "", ctx)
         totals = [_shard_total(s) for s in todo]
         total = sum(totals) if all(t is not None for t in totals) else None
         bar = tqdm(total=total, desc=f"score {filt.name}", unit="sample", disable=not progress)
