@@ -1,0 +1,444 @@
+"""The Ray engine for scoring: the same score tables as the local engine, computed on a Ray cluster.
+
+- model scorers: Ray Data reads the pool's tar shards as raw bytes (decoding is the scorer's work, as
+  in the local engine) and an actor pool scores them, one set-up scorer (one model) per actor and one
+  GPU per actor when the context's device is CUDA. A dead actor is restarted and its batches retried,
+  so a killed worker costs time, not rows. The driver gathers the rows of each shard and writes the
+  same per-shard work table the local ``_score_shard`` writes (scored samples in tar order, then the
+  samples without a decodable image, NaN); the local engine's alignment code then makes the final
+  table. Shards finish (and are written, atomically) as they complete: an interrupted Ray run resumes
+  like a local one.
+- metadata scorers and predicates: one Ray task per metadata file, each a vectorised batch over that
+  file's parquet rows and npz features, concatenated in file order.
+
+Why a small datasource instead of ``ray.data.read_webdataset(decoder=None)``: Ray's reader raises on a
+truncated tar, a duplicated member or non-contiguous keys, where the local reader
+(``harness.pool.iter_shard_raw``) keeps what it could read and counts the damage. The datasource below
+is a Ray Data ``FileBasedDatasource`` whose read tasks call that very reader, so both engines see the
+same samples and count the same corrupt items. The shards must therefore be on a filesystem every node
+mounts (NFS, Lustre, a bucket mounted with s3fs/gcsfuse), which is how DataComp pools are kept anyway.
+
+Ray is an optional extra: ``pip install '.[ray]'``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from harness.plugins import Filter, Scorer, ScoringContext
+from harness.pool import (
+    IMAGE_EXTS,
+    Pool,
+    Sample,
+    SampleStats,
+    decode_image,
+    iter_shard_raw,
+    parse_sample_json,
+)
+
+log = logging.getLogger("harness.scoring_ray")
+
+# rows of the shard reader: one per sample, plus one "end" row per shard (its row count and any error)
+_READ_SCHEMA = pa.schema(
+    [
+        ("key", pa.string()),
+        ("shard", pa.string()),
+        ("index", pa.int64()),
+        ("end", pa.bool_()),
+        ("error", pa.string()),
+        ("json", pa.binary()),
+        ("txt", pa.binary()),
+        ("img", pa.binary()),
+    ]
+)
+_READ_CHUNK = 256  # rows per block yielded by the reader
+
+
+@dataclass
+class RayOptions:
+    """How to reach Ray and how wide to go.
+
+    address: None starts a local Ray instance (or reuses one already initialised in this process);
+      "auto" joins the cluster this machine belongs to; "ray://head:10001" is Ray Client.
+    workers: scoring actors (model scorers) or concurrent tasks (metadata scorers); None = one per
+      CPU of the cluster, or one per GPU when the device is CUDA.
+    max_retries: retries of a failed metadata task (actors are restarted without limit).
+    """
+
+    address: str | None = None
+    workers: int | None = None
+    max_retries: int = 3
+
+
+def _require_ray() -> Any:
+    try:
+        import ray
+    except ImportError as exc:  # an optional extra: say how to get it
+        raise RuntimeError("the Ray engine needs Ray: pip install '.[ray]' (or 'ray[data]>=2.40')") from exc
+    return ray
+
+
+def init_ray(options: RayOptions) -> Any:
+    """Connect to (or start) Ray once per process; returns the ``ray`` module."""
+    ray = _require_ray()
+    if not ray.is_initialized():
+        if options.address:
+            ray.init(address=options.address, log_to_driver=False)
+        else:
+            cpus = max(options.workers or (os.cpu_count() or 1), 1)
+            ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+    data_ctx = ray.data.DataContext.get_current()
+    data_ctx.enable_progress_bars = False  # the engine keeps its own tqdm bar
+    return ray
+
+
+def _workers(ray: Any, options: RayOptions, gpus: bool) -> int:
+    if options.workers is not None:
+        if options.workers < 1:
+            raise ValueError(f"Ray workers must be >= 1, got {options.workers}")
+        return options.workers
+    res = ray.cluster_resources()
+    return max(int(res.get("GPU" if gpus else "CPU", 1)), 1)
+
+
+def _ship_by_value(filt: Filter) -> None:
+    """A plugin loaded from a user file (--plugins f.py) is not importable on the workers: send its code."""
+    mod = sys.modules.get(type(filt).__module__)
+    if mod is None or mod.__name__ == "__main__":
+        return
+    top = mod.__name__.split(".")[0]
+    if top in ("harness", "baselines"):
+        return
+    try:
+        importable = importlib.util.find_spec(mod.__name__) is not None
+    except (ImportError, ValueError):
+        importable = False
+    if not importable or top == "harness_user_plugins":
+        from ray import cloudpickle
+
+        cloudpickle.register_pickle_by_value(mod)
+
+
+def _fresh_copy(filt: Filter) -> Filter:
+    """The filter as constructed, without what setup() loaded (each actor loads its own model onto its
+    own device instead of receiving the driver's through the object store); the filter itself when it
+    cannot be rebuilt from its options."""
+    try:
+        fresh = type(filt)(**filt.options)
+        if fresh.settings() == filt.settings():
+            return fresh
+    except Exception:  # a plugin whose constructor does not take its options back
+        pass
+    return filt
+
+
+# ---------------------------------------------------------------------------------------------
+# the shard reader (a Ray Data datasource)
+
+
+def _shard_datasource(paths: list[str], images: bool) -> Any:
+    from ray.data.datasource import FileBasedDatasource
+
+    class PoolShards(FileBasedDatasource):
+        """Tar shards as raw sample rows (harness.pool.iter_shard_raw), plus one end row per shard."""
+
+        _FILE_EXTENSIONS = ["tar"]
+
+        def _read_stream(self, f: Any, path: str) -> Iterator[pa.Table]:
+            # the local reader opens the file itself: it also checks the end of the archive by seeking
+            stats = SampleStats()
+            name = Path(path).name
+            rows: list[dict[str, Any]] = []
+            count = 0
+            for key, raw in iter_shard_raw(path, stats):
+                img = next((raw[e] for e in IMAGE_EXTS if e in raw), None) if images else None
+                rows.append({"key": key, "shard": name, "index": count, "end": False, "error": "",
+                             "json": raw.get("json"), "txt": raw.get("txt"), "img": img})
+                count += 1
+                if len(rows) >= _READ_CHUNK:
+                    yield pa.Table.from_pylist(rows, schema=_READ_SCHEMA)
+                    rows = []
+            end = {"corrupt_shards": stats.corrupt_shards, "errors": stats.errors}
+            rows.append({"key": "", "shard": name, "index": count, "end": True, "error": json.dumps(end),
+                         "json": None, "txt": None, "img": None})
+            yield pa.Table.from_pylist(rows, schema=_READ_SCHEMA)
+
+    return PoolShards(paths)
+
+
+# ---------------------------------------------------------------------------------------------
+# the scoring actor
+
+
+class _ShardScorer:
+    """A Ray actor: one set-up scorer that scores batches of raw shard rows.
+
+    Output, one row per input row: uid, shard, index, status ("ok", "no_image", "corrupt" or "end"),
+    notes (what the reader met, JSON list; for an end row the shard's own record) and one float column
+    per term (NaN unless "ok").
+    """
+
+    def __init__(self, filt: Scorer, ctx: ScoringContext, terms: tuple[str, ...]):
+        self.filt, self.ctx, self.terms = filt, ctx, terms
+        self.images = type(filt).needs.images
+        filt.setup(ctx)
+
+    def _sample(self, r: dict[str, Any], notes: list[str]) -> tuple[str, Sample | None]:
+        """(status, sample): the per-sample rules of harness.pool.iter_shard_samples, on raw bytes."""
+        shard, key = r["shard"], r["key"]
+        try:
+            meta = parse_sample_json({"json": r["json"]} if r["json"] is not None else {})
+        except (ValueError, UnicodeDecodeError) as exc:
+            notes.append(f"{shard}/{key}: corrupt sample ({exc})")
+            return "corrupt", None
+        bad_caption = True
+        if r["txt"] is None:
+            caption = ""
+            notes.append(f"{shard}/{key}: no caption (.txt member); used an empty caption")
+        else:
+            try:
+                caption, bad_caption = r["txt"].decode("utf-8"), False
+            except UnicodeDecodeError:
+                caption = r["txt"].decode("utf-8", "replace")
+                notes.append(f"{shard}/{key}: caption is not valid UTF-8; undecodable bytes became U+FFFD")
+        image = None
+        status = "ok" if not bad_caption else "ok_bad_caption"
+        if self.images:
+            if r["img"] is None:
+                notes.append(f"{shard}/{key}: no image member")
+            else:
+                try:
+                    image = decode_image(r["img"])
+                except Exception as exc:  # PIL raises many types for broken files
+                    notes.append(f"{shard}/{key}: undecodable image ({type(exc).__name__})")
+            if image is None:
+                status = "no_image" if not bad_caption else "no_image_bad_caption"
+        sample = Sample(uid=meta["uid"].lower(), key=key, image=image, caption=caption, meta=meta, shard=shard)
+        return status, sample
+
+    def __call__(self, batch: pa.Table) -> pd.DataFrame:
+        from harness.scoring import _check_terms  # the same validation as the local engine
+
+        rows = batch.to_pylist()
+        n = len(rows)
+        uid, status, notes = [""] * n, ["end"] * n, [""] * n
+        samples: list[Sample] = []
+        at: list[int] = []  # row of each scored sample in the batch
+        for i, r in enumerate(rows):
+            if r["end"]:
+                notes[i] = r["error"]
+                continue
+            msgs: list[str] = []
+            status[i], sample = self._sample(r, msgs)
+            notes[i] = json.dumps(msgs) if msgs else ""
+            if sample is None:
+                continue
+            uid[i] = sample.uid
+            if status[i].startswith("ok"):
+                samples.append(sample)
+                at.append(i)
+        out = pd.DataFrame({"uid": uid, "shard": batch.column("shard").to_pylist(),
+                            "index": batch.column("index").to_numpy(), "status": status, "notes": notes})
+        for t in self.terms:
+            out[t] = np.full(n, np.nan)
+        if samples:
+            where = f"ray batch, shard {samples[0].shard}, samples {samples[0].uid}..{samples[-1].uid}"
+            got = _check_terms(self.filt, self.filt.score_samples(samples, self.ctx), len(samples), self.terms, where)
+            for t in self.terms:
+                out.loc[at, t] = got[t]
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# model scorers
+
+
+class _ShardCollector:
+    """Gathers the scored rows of each shard; writes its work table once every row has arrived."""
+
+    def __init__(self, shards: list[Path], work: Path, terms: tuple[str, ...]):
+        self.by_name = {s.name: s for s in shards}
+        self.work, self.terms = work, terms
+        self.parts: dict[str, list[pd.DataFrame]] = {}
+        self.rows: dict[str, int] = {}
+        self.expected: dict[str, int] = {}
+        self.stats: dict[str, SampleStats] = {}  # per finished shard
+
+    def add(self, frame: pd.DataFrame) -> int:
+        """Takes one output batch; returns how many samples it carried (for the progress bar)."""
+        for name, part in frame.groupby("shard", sort=False):
+            name = str(name)
+            if name not in self.by_name:
+                raise RuntimeError(f"Ray engine: rows of an unknown shard {name!r} came back")
+            self.parts.setdefault(name, []).append(part)
+            self.rows[name] = self.rows.get(name, 0) + len(part)
+            end = part[part["status"] == "end"]
+            if len(end):
+                self.expected[name] = int(end["index"].iloc[0]) + 1  # the samples and the end row
+            if self.rows[name] == self.expected.get(name):
+                self._finish(name)
+        return int((frame["status"] != "end").sum())
+
+    def _finish(self, name: str) -> None:
+        from harness.scoring import _atomic_write_table
+
+        rows = pd.concat(self.parts.pop(name)).sort_values("index", kind="stable")
+        status = rows["status"]
+        if (status == "end").sum() != 1 or rows["index"].nunique() != len(rows):
+            raise RuntimeError(f"Ray engine: shard {name} came back with duplicated or missing rows")
+        stats = SampleStats(shards=1)
+        stats.samples = int((~status.isin(["end", "corrupt"])).sum())
+        stats.corrupt_samples = int((status == "corrupt").sum())
+        stats.undecodable_images = int(status.str.startswith("no_image").sum())
+        stats.bad_captions = int(status.str.endswith("bad_caption").sum())
+        for msgs in rows.loc[(status != "end") & (rows["notes"] != ""), "notes"]:
+            for m in json.loads(msgs):
+                stats.note(m)
+        end = json.loads(rows.loc[status == "end", "notes"].iloc[0])
+        stats.corrupt_shards = int(end["corrupt_shards"])
+        for m in end["errors"]:
+            stats.note(m)
+        self.stats[name] = stats
+        # the local engine's layout: scored samples in tar order, then those without an image (NaN)
+        table = pd.concat([rows[status.str.startswith("ok")], rows[status.str.startswith("no_image")]])
+        data: dict[str, Any] = {"uid": pa.array(table["uid"].tolist(), pa.string())}
+        for t in self.terms:
+            data[t] = table[t].to_numpy(dtype=np.float64)
+        _atomic_write_table(pa.table(data), self.work / f"{Path(name).stem}.parquet")
+
+    def total_stats(self) -> SampleStats:
+        total = SampleStats()
+        for name in self.by_name:  # in shard order, as the local engine meets them
+            if name in self.stats:
+                total.add(self.stats[name])
+        return total
+
+
+def score_shards_ray(
+    filt: Scorer,
+    shards: list[Path],
+    ctx: ScoringContext,
+    terms: tuple[str, ...],
+    work: Path,
+    options: RayOptions,
+    progress: bool = False,
+) -> SampleStats:
+    """Score ``shards`` on Ray; writes ``work/<shard stem>.parquet`` for each, as the local engine does.
+
+    Returns the counts of what the reader met (corrupt samples and shards, undecodable images, bad
+    captions), as the local engine's SampleStats.
+    """
+    from tqdm.auto import tqdm
+
+    ray = init_ray(options)
+    if not shards:
+        return SampleStats()
+    gpu = str(ctx.device).startswith("cuda")
+    workers = _workers(ray, options, gpu)
+    _ship_by_value(filt)
+    # a fresh Pool: no cached uid array (16 bytes a row) shipped to every actor
+    actor_ctx = dataclasses.replace(ctx, pool=Pool(ctx.pool.root) if ctx.pool is not None else None)
+    ds = ray.data.read_datasource(
+        _shard_datasource([str(s) for s in shards], type(filt).needs.images),
+        # reading raw bytes is light; a CPU held by a reader would starve the actors on a small node
+        num_cpus=0,
+        concurrency=workers,
+    )
+    scored = ds.map_batches(
+        _ShardScorer,
+        fn_constructor_args=(_fresh_copy(filt), actor_ctx, terms),
+        batch_size=ctx.batch_size,
+        batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(size=workers),
+        num_cpus=1,
+        num_gpus=1 if gpu else 0,
+        # Ray Data's actor defaults (max_restarts=-1, max_task_retries=-1) restart a dead worker and
+        # retry its batch: the table still comes out whole (tests/scaleout kill one to check)
+    )
+    work.mkdir(parents=True, exist_ok=True)
+    collector = _ShardCollector(shards, work, terms)
+    bar = tqdm(desc=f"score {filt.name} (ray x{workers})", unit="sample", disable=not progress)
+    try:
+        for frame in scored.iter_batches(batch_size=None, batch_format="pandas"):
+            bar.update(collector.add(frame))
+    finally:
+        bar.close()
+    missing = [s.name for s in shards if s.name not in collector.stats]
+    if missing:
+        raise RuntimeError(f"Ray engine: shard(s) {missing[:5]} did not come back complete")
+    return collector.total_stats()
+
+
+# ---------------------------------------------------------------------------------------------
+# metadata scorers and predicates
+
+
+class _OneFilePool(Pool):
+    """A view of a pool restricted to one metadata file: what one Ray task reads."""
+
+    def __init__(self, pool: Pool, path: Path):  # the files are known: no Pool.__init__ checks
+        self.__dict__.update(pool.__dict__)
+        self._only = path
+        self._uids = None
+
+    @property
+    def metadata_files(self) -> list[Path]:
+        return [self._only]
+
+
+def _score_file(filters: list[Filter], ctx: ScoringContext, path: str, offset: int) -> list[dict[str, np.ndarray]]:
+    """Every filter over one metadata file (read once), validated as the local engine does."""
+    from harness.scoring import _metadata_out
+
+    cols = list(dict.fromkeys(c for f in filters for c in type(f).needs.columns))
+    feats = list(dict.fromkeys(c for f in filters for c in type(f).needs.features))
+    batch = next(iter(_OneFilePool(ctx.pool, Path(path)).iter_metadata(cols, feats)))
+    batch.offset = offset  # the row offset in the whole pool, as the local pass gives it
+    return [_metadata_out(f, batch, ctx) for f in filters]
+
+
+def score_metadata_ray(
+    filters: list[Filter], pool: Pool, ctx: ScoringContext, options: RayOptions
+) -> list[dict[str, np.ndarray]]:
+    """Metadata scorers and predicates over the pool: one Ray task per metadata file, every filter in
+    it, results concatenated in file order (what ``harness.scoring._run_metadata`` returns)."""
+    from harness.scoring import _term_names
+
+    ray = init_ray(options)
+    for f in filters:
+        if isinstance(f, Scorer):
+            f.setup(ctx)  # once, on the driver, as the local engine does; the state travels with f
+        _ship_by_value(f)
+    files = pool.metadata_files
+    offsets = np.concatenate([[0], np.cumsum(pool.file_rows())]).astype(int)
+    filters_ref = ray.put(list(filters))
+    ctx_ref = ray.put(dataclasses.replace(ctx, pool=Pool(pool.root)))  # without the cached uid array
+    task = ray.remote(num_cpus=1, max_retries=options.max_retries)(_score_file)
+    window = _workers(ray, options, False)
+    futures: list[Any] = []
+    pending: list[Any] = []
+    for i, path in enumerate(files):
+        if len(pending) >= window:  # at most `workers` files in flight
+            _, pending = ray.wait(pending, num_returns=1)
+        ref = task.remote(filters_ref, ctx_ref, str(path), int(offsets[i]))
+        futures.append(ref)
+        pending.append(ref)
+    parts = ray.get(futures)
+    out = []
+    for j, f in enumerate(filters):
+        names = _term_names(f)
+        out.append({t: np.concatenate([p[j][t] for p in parts]) if parts else np.empty(0) for t in names})
+    return out
