@@ -394,9 +394,9 @@ def compute_many(
         names = _term_names(filt)
         use_cache = cache_dir is not None and getattr(type(filt), "cache", True)
         path = Path(cache_dir) / f"{filt.name}-{record['key']}.parquet" if use_cache else None
-        if path is not None and path.exists():
-            stored = json.loads((pq.read_schema(path).metadata or {}).get(RECORD_KEY, b"{}"))
-            table = pq.read_table(path, columns=list(names))
+        cached = _read_cached(path, record, len(pool)) if path is not None and path.exists() else None
+        if cached is not None:
+            stored, table = cached
             record.update({k: v for k, v in stored.items() if k not in record})
             record["cached"] = True
             results[i] = Terms(filt, {t: table.column(t).to_numpy() for t in names}, record, path)
@@ -423,6 +423,22 @@ def compute_many(
             record["missing"] = 0
             results[i] = _finish(pool, filt, terms, record, path)
     return [r for r in results if r is not None]
+
+
+def _read_cached(path: Path, record: dict[str, Any], rows: int) -> tuple[dict[str, Any], pa.Table] | None:
+    """A cached table if it is readable and is what its name says (same key, every row and term);
+    None, with a warning, otherwise: a damaged or foreign cache entry is recomputed, never used."""
+    try:
+        stored = json.loads((pq.read_schema(path).metadata or {}).get(RECORD_KEY, b"{}"))
+        table = pq.read_table(path, columns=list(record["terms"]))
+        problem = ("its record is for another key" if stored.get("key") != record["key"]
+                   else f"it has {table.num_rows} rows, the pool {rows}" if table.num_rows != rows else "")
+    except (OSError, ValueError, KeyError, pa.ArrowException) as exc:
+        problem = f"unreadable ({type(exc).__name__}: {exc})"
+    if problem:
+        log.warning("score cache %s: %s; recomputing it", path, problem)
+        return None
+    return stored, table
 
 
 def _finish(pool: Pool, filt: Filter, terms: dict[str, np.ndarray], record: dict[str, Any], path: Path | None) -> Terms:
