@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
@@ -132,6 +133,27 @@ class Stage:
 
     def invalidate(self) -> None:
         self.record_path.unlink(missing_ok=True)
+
+    def begin(self, discard: Iterable[str | os.PathLike[str]] = ()) -> bool:
+        """Mark the stage started for the current inputs, before it writes anything.
+
+        Returns True when the last attempt had these same inputs (its partial outputs, e.g. training
+        checkpoints or finished evaluation lines, may be resumed). Otherwise the paths in ``discard``
+        are removed first: outputs made from other inputs are never resumed into or reused.
+        """
+        started = self.directory / RECORD_DIR / f"{self.name}.started.json"
+        try:
+            same = json.loads(started.read_text()).get("key") == self.key
+        except (OSError, ValueError, AttributeError):
+            same = False
+        if not same:
+            for p in map(Path, discard):
+                if p.is_dir() and not p.is_symlink():
+                    shutil.rmtree(p)
+                else:
+                    p.unlink(missing_ok=True)
+        atomic_write_json(started, {"stage": self.name, "key": self.key, "inputs": self.inputs})
+        return same
 
 
 class RunLockedError(RuntimeError):
