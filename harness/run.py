@@ -99,12 +99,14 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         return _run_locked(cfg, out, pool_dir, models_dir, eval_root, suite)
 
 
-def _timed(stage: Stage, timings: dict[str, float], fn, *args, **kwargs) -> dict[str, Any]:
+def _timed(stage: Stage, timings: dict[str, float], fn, *args, discard: tuple[Path, ...] = (),
+           **kwargs) -> dict[str, Any]:
     if stage.done():
         log.info("%s: up to date, skipped", stage.name)
         timings[stage.name] = 0.0
         return stage.outputs()
-    log.info("%s: running", stage.name)
+    resumed = stage.begin(discard)  # partial outputs of other inputs are removed, never resumed
+    log.info("%s: %s", stage.name, "resuming" if resumed else "running")
     start = time.perf_counter()
     outputs = fn(*args, **kwargs)
     seconds = time.perf_counter() - start
@@ -144,13 +146,15 @@ def _run_locked(cfg: RunConfig, out: Path, pool_dir: Path, models_dir: Path | No
     train_stage = Stage(out, "train", {"shards": sha256_file(out / "shards" / "meta.json"),
                                        "scale": cfg.scale, "seed": cfg.seed, "gpus": cfg.gpus})
     trained = _timed(train_stage, timings, lambda: {"checkpoint": str(train(
-        out / "shards", out / "train", scale=cfg.scale, seed=cfg.seed, gpus=cfg.gpus))})
+        out / "shards", out / "train", scale=cfg.scale, seed=cfg.seed, gpus=cfg.gpus))},
+        discard=(out / "train",))
     checkpoint = Path(trained["checkpoint"])
 
     eval_stage = Stage(out, "evaluate", {"checkpoint": sha256_file(checkpoint), "suite": suite,
                                          "data": str(eval_root), "partial": cfg.partial})
     evaluation = _timed(eval_stage, timings, evaluate, checkpoint, suite, eval_root, out,
-                        device=cfg.device, partial=cfg.partial)
+                        device=cfg.device, partial=cfg.partial,
+                        discard=(out / "eval_results.jsonl", out / "eval_summary.json"))
 
     summary = _summary(cfg, out, pool_dir, selection, resharding, evaluation, timings)
     atomic_write_json(out / "summary.json", summary)
