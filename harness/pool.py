@@ -107,6 +107,44 @@ def _arrow_uids(arr: pa.Array, where: str) -> np.ndarray:
     return _hex_bytes_to_array(data.reshape(n, 32), where)
 
 
+def _uid_byte_view(arr: pa.Array, where: str) -> np.ndarray | None:
+    """A zero-copy (n, 32) uint8 view of a string array whose values are all 32 bytes, else None."""
+    if arr.null_count:
+        return None
+    if pa.types.is_string(arr.type) or pa.types.is_binary(arr.type):
+        off_dtype = np.int32
+    elif pa.types.is_large_string(arr.type) or pa.types.is_large_binary(arr.type):
+        off_dtype = np.int64
+    else:
+        return None
+    n = len(arr)
+    _, off_buf, data_buf = arr.buffers()
+    if n == 0 or data_buf is None:
+        return np.empty((0, 32), dtype=np.uint8)
+    offsets = np.frombuffer(off_buf, dtype=off_dtype)[arr.offset : arr.offset + n + 1]
+    if offsets[-1] - offsets[0] != 32 * n or (np.diff(offsets) != 32).any():
+        return None
+    return np.frombuffer(data_buf, dtype=np.uint8)[offsets[0] : offsets[-1]].reshape(n, 32)
+
+
+def uids_at(col: pa.ChunkedArray, rows: np.ndarray, where: str = "uids") -> np.ndarray:
+    """``u8,u8`` of the given rows (ascending, repeats allowed) of a uid column, converting only those."""
+    rows = np.asarray(rows, dtype=np.int64)
+    parts, start = [], 0
+    for chunk in col.chunks:
+        n = len(chunk)
+        lo, hi = np.searchsorted(rows, start), np.searchsorted(rows, start + n)
+        if hi > lo:
+            local = rows[lo:hi] - start
+            view = _uid_byte_view(chunk, where)
+            if view is None:  # odd lengths or nulls: let the general path name the bad uid
+                parts.append(uids_to_array(chunk.take(pa.array(local)), where))
+            else:
+                parts.append(_hex_bytes_to_array(view[local], where))
+        start += n
+    return np.concatenate(parts) if parts else np.empty(0, dtype=UID_DTYPE)
+
+
 def array_to_uids(arr: np.ndarray) -> list[str]:
     """``u8,u8`` array -> lowercase 32-hex uid strings."""
     arr = np.asarray(arr)
@@ -126,12 +164,15 @@ def sort_uids(arr: np.ndarray) -> np.ndarray:
     Sorting on the high word alone is enough unless two rows share it (rare for random uids);
     only then fall back to a lexicographic sort.
     """
-    hi = arr["f0"]
-    order = np.argsort(hi, kind="stable")
-    out = arr[order]
-    shi = out["f0"]
-    if len(out) > 1 and (shi[1:] == shi[:-1]).any():
-        out = arr[np.lexsort((arr["f1"], arr["f0"]))]
+    hi, lo = arr["f0"], arr["f1"]
+    order = np.argsort(hi)
+    shi = hi[order]
+    if len(shi) > 1 and (shi[1:] == shi[:-1]).any():
+        order = np.lexsort((lo, hi))
+        shi = hi[order]
+    out = np.empty(len(arr), dtype=UID_DTYPE)  # gather the plain words: faster than a structured take
+    out["f0"] = shi
+    out["f1"] = lo[order]
     return out
 
 
@@ -383,7 +424,8 @@ class Pool:
         if not self.metadata_dir.is_dir():
             raise PoolError(f"{root}: not a DataComp pool (no metadata/ directory)")
         self.sample_stats = SampleStats()
-        self._uids: np.ndarray | None = None  # u8,u8 uids, filled by the first full metadata pass
+        self._uids: np.ndarray | None = None  # u8,u8 uids, converted once on demand
+        self._uid_strings: pa.ChunkedArray | None = None  # the uid column, kept by the first full pass
 
     def __repr__(self) -> str:
         return f"Pool({str(self.root)!r})"
@@ -441,7 +483,7 @@ class Pool:
         """One MetadataBatch per metadata file: ``uid`` + cols, and the npz arrays aligned row for row."""
         cols = list(dict.fromkeys(["uid", *cols]))
         offset = 0
-        uid_parts: list[np.ndarray] | None = [] if self._uids is None else None
+        uid_parts: list[pa.ChunkedArray] | None = [] if self._uid_strings is None else None
         for path in self.metadata_files:
             table = self._read_table(path, cols)
             feats: dict[str, np.ndarray] = {}
@@ -462,23 +504,33 @@ class Pool:
                         feats[k] = arr
             batch = MetadataBatch(table=table, features=feats, path=str(path), offset=offset)
             yield batch
-            if uid_parts is not None:  # the uid column is read anyway: keep it for Pool.uids()
-                uid_parts.append(batch.uids())
+            if uid_parts is not None:  # the uid column is read anyway: keep it (zero-copy) for uids()
+                uid_parts.append(table.column("uid"))
             offset += table.num_rows
-        if uid_parts is not None and self._uids is None:
-            self._uids = np.concatenate(uid_parts) if uid_parts else np.empty(0, dtype=UID_DTYPE)
+        if uid_parts is not None and self._uid_strings is None:
+            chunks = [c for part in uid_parts for c in part.chunks]
+            self._uid_strings = pa.chunked_array(chunks) if chunks else pa.chunked_array([], pa.string())
+
+    def uid_strings(self) -> pa.ChunkedArray:
+        """The uid column over every metadata file (kept from the first full pass, or read once)."""
+        if self._uid_strings is None:
+            chunks = [c for p in self.metadata_files for c in pq.read_table(p, columns=["uid"]).column("uid").chunks]
+            self._uid_strings = pa.chunked_array(chunks) if chunks else pa.chunked_array([], pa.string())
+        return self._uid_strings
 
     def uids(self) -> np.ndarray:
         """Every uid as ``u8,u8`` in metadata order (16 bytes per row).
 
-        Kept after the first read (or the first complete ``iter_metadata`` pass) for the life of this
-        Pool object: a Pool describes the files as they were when it was opened.
+        Kept for the life of this Pool object: a Pool describes the files as they were when read.
         """
         if self._uids is None:
-            parts = [
-                uids_to_array(pq.read_table(p, columns=["uid"]).column("uid"), where=str(p))
-                for p in self.metadata_files
-            ]
+            parts, offset = [], 0
+            files = self.metadata_files
+            rows = self.file_rows()
+            col = self.uid_strings()
+            for path, n in zip(files, rows, strict=True):  # per file, so an error names the file
+                parts.append(uids_to_array(col.slice(offset, n), where=str(path)))
+                offset += n
             self._uids = np.concatenate(parts) if parts else np.empty(0, dtype=UID_DTYPE)
         return self._uids
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from harness import expressions
 from harness.plugins import ScoringContext, get_filter, instantiate
-from harness.pool import UID_DTYPE, Pool, sort_uids
+from harness.pool import UID_DTYPE, Pool, sort_uids, uids_at
 
 SUBSET_NPY = "subset.npy"
 SUBSET_JSON = "subset.json"
@@ -57,6 +57,19 @@ def _detector_used(filters: list[Any]) -> str | None:
     return None
 
 
+def _validate_once(pool: Pool, cache_dir: str | Path | None) -> None:
+    """Check the pool's uids (format, no duplicates) once per pool state; remembered in cache_dir."""
+    if cache_dir is None:
+        pool.validate()
+        return
+    marker = Path(cache_dir) / f".pool-valid-{pool.fingerprint()}"
+    if marker.exists():
+        return
+    pool.validate()
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write_bytes(marker, lambda f: f.write(b"ok\n"))
+
+
 def select(
     pool: Pool,
     expr: str,
@@ -85,19 +98,17 @@ def select(
     def scores(name: str) -> np.ndarray:
         return computed[name].combined()
 
-    uid_cache: dict[str, np.ndarray] = {}
-
-    def pool_uids() -> np.ndarray:
-        if "u" not in uid_cache:
-            uid_cache["u"] = pool.validate()
-        return uid_cache["u"]
+    def pool_uids() -> np.ndarray:  # only uids: terms need every uid as u8,u8
+        return pool.uids()
 
     result, terms = expressions.evaluate(ast, n, scores, pool_uids)
-    uids = pool_uids()
-    if len(uids) != n:
-        raise ValueError(f"{pool}: {len(uids)} uids but {n} metadata rows")
-    chosen = uids[result] if result.dtype == bool else np.repeat(uids, result.astype(np.int64))
-    chosen = sort_uids(chosen)
+    _validate_once(pool, cache_dir)
+    # convert only the chosen rows' uids (a fraction of the pool) from the uid column
+    rows = np.nonzero(result)[0] if result.dtype == bool else np.repeat(np.arange(n), result.astype(np.int64))
+    uid_col = pool.uid_strings()
+    if len(uid_col) != n:
+        raise ValueError(f"{pool}: {len(uid_col)} uids but {n} metadata rows")
+    chosen = sort_uids(uids_at(uid_col, rows, where=str(pool.metadata_dir)))
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

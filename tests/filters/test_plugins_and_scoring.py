@@ -188,7 +188,7 @@ def test_model_scorer_resumes_shard_by_shard_and_caches(tmp_path, counting):
     ctx = ScoringContext(pool=pool, batch_size=4)
     cache = tmp_path / "scores"
     counting.fail_on_shard = "00000001.tar"
-    with pytest.raises(RuntimeError, match="interrupted"):
+    with pytest.raises(PluginError, match=r"score_samples\(\) raised RuntimeError: interrupted"):
         score(pool, "counting_images", ctx, cache, progress=False)
     (work,) = cache.glob("counting_images-*.work")
     assert sorted(p.name for p in work.iterdir()) == ["00000000.parquet"]  # shard 0 finished, kept

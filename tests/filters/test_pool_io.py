@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from filters_fakepool import datacomp_uids, make_fake_pool
 
-from harness.pool import Pool, PoolError, array_to_uids, sort_uids, uids_to_array
+from harness.pool import Pool, PoolError, array_to_uids, sort_uids, uids_at, uids_to_array
 
 
 def test_uid_conversion_matches_datacomp(fake_pool_dir):
@@ -125,3 +125,27 @@ def test_world_dir_is_accepted(tmp_path):
     (tmp_path / "world.json").write_text(json.dumps({}))
     pool = Pool(tmp_path)
     assert pool.root == tmp_path / "pool" and pool.name == tmp_path.name
+
+
+def test_uids_at_converts_only_the_given_rows(fake_pool_dir):
+    root, df = fake_pool_dir
+    pool = Pool(root)
+    col = pool.uid_strings()
+    rows = np.array([0, 3, 3, 39, 40, 41, 119])  # repeats and rows across file boundaries
+    np.testing.assert_array_equal(uids_at(col, rows), datacomp_uids(df.uid.values[rows]))
+    np.testing.assert_array_equal(pool.uids(), datacomp_uids(df.uid))
+
+
+def test_selection_refuses_a_pool_with_duplicate_uids(tmp_path):
+    from harness.plugins import ScoringContext
+    from harness.selection import select
+
+    df = make_fake_pool(tmp_path / "pool", n_files=2, rows=5, n_shards=1)
+    p = tmp_path / "pool" / "metadata" / "00000001.parquet"
+    t = pq.read_table(p).to_pandas()
+    t.loc[0, "uid"] = df.uid[4]
+    pq.write_table(pa.Table.from_pandas(t, preserve_index=False), p)
+    pool = Pool(tmp_path / "pool")
+    with pytest.raises(PoolError, match=f"duplicate uid {df.uid[4]}"):
+        select(pool, "no_filter", tmp_path / "out", ScoringContext(pool=pool), tmp_path / "scores", progress=False)
+    assert not (tmp_path / "out" / "subset.npy").exists()
