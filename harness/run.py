@@ -123,7 +123,7 @@ def _run_locked(cfg: RunConfig, out: Path, pool_dir: Path, models_dir: Path | No
     from harness.pool import Pool
     from harness.reshard import reshard
     from harness.selection import select
-    from harness.training import train
+    from harness.training import get_recipe, train
 
     pool = Pool(pool_dir)
     pool_fp = pool.fingerprint()
@@ -144,7 +144,8 @@ def _run_locked(cfg: RunConfig, out: Path, pool_dir: Path, models_dir: Path | No
                         workers=cfg.workers)
 
     train_stage = Stage(out, "train", {"shards": sha256_file(out / "shards" / "meta.json"),
-                                       "scale": cfg.scale, "seed": cfg.seed, "gpus": cfg.gpus})
+                                       "recipe": get_recipe(cfg.scale).as_dict(), "seed": cfg.seed,
+                                       "gpus": cfg.gpus})
     trained = _timed(train_stage, timings, lambda: {"checkpoint": str(train(
         out / "shards", out / "train", scale=cfg.scale, seed=cfg.seed, gpus=cfg.gpus))},
         discard=(out / "train",))
