@@ -57,12 +57,12 @@ def _source(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
 def _scoring_context(args: argparse.Namespace):
     from harness.plugins import ScoringContext, load_plugins
     from harness.pool import Pool
-    from harness.world import build_world
+    from harness.run import ensure_world
 
     load_plugins(args.plugins)
     world, pool_dir = _source(args)
     if world is not None:
-        build_world(world)
+        ensure_world(world)
         pool_dir, models_dir = world / "pool", world / "models"
     else:
         models_dir = None

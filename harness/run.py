@@ -65,10 +65,8 @@ def run_dir(cfg: RunConfig) -> Path:
 def _resolve_inputs(cfg: RunConfig) -> tuple[Path, Path | None, Path, str]:
     """Pool dir, models dir, eval data root and suite name for this run (building the world if asked)."""
     if cfg.world is not None:
-        from harness.world import build_world
-
-        build_world(Path(cfg.world), seed=_world_seed(cfg.world))
         world = Path(cfg.world)
+        ensure_world(world)
         return world / "pool", world / "models", cfg.eval_data or world, cfg.suite or "tiny"
     if cfg.pool is None:
         raise ValueError("give a world (--world DIR) or a DataComp pool (--pool DIR)")
@@ -77,13 +75,20 @@ def _resolve_inputs(cfg: RunConfig) -> tuple[Path, Path | None, Path, str]:
     return Path(cfg.pool), None, Path(cfg.eval_data), cfg.suite or "datacomp"
 
 
-def _world_seed(world: Path) -> int:
-    """A world directory named like `world-seed7` is built with seed 7; otherwise its world.json says."""
+def ensure_world(world: Path) -> dict[str, Any]:
+    """Build the world if it is missing, or finish it (e.g. a model added later) with its own settings.
+
+    An existing world keeps the seed, profile and knobs it was made with; a new directory named like
+    `world-seed7` is built with seed 7 and the default profile.
+    """
+    from harness.world import build_world
+
     record = Path(world) / "world.json"
     if record.exists():
-        return int(json.loads(record.read_text())["seed"])
+        info = json.loads(record.read_text())
+        return build_world(world, seed=int(info["seed"]), profile=info["profile"], knobs=info.get("knobs"))
     match = re.search(r"seed(\d+)$", Path(world).name)
-    return int(match.group(1)) if match else 0
+    return build_world(world, seed=int(match.group(1)) if match else 0)
 
 
 def run(cfg: RunConfig) -> dict[str, Any]:
