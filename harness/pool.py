@@ -12,10 +12,13 @@ A uid is 32 hex characters; DataComp stores it as ``np.dtype("u8,u8")`` = (high 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import tarfile
+import zipfile
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -408,6 +411,29 @@ def iter_shard_samples(
 # the pool
 
 
+_READ_ERRORS = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error, pa.ArrowException)
+
+
+@contextlib.contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """A damaged file (pyarrow, numpy, zip or I/O failure) becomes a PoolError naming it."""
+    try:
+        yield
+    except PoolError:
+        raise
+    except _READ_ERRORS as exc:
+        raise PoolError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from exc
+
+
+def _uid_column(table: pa.Table, path: Path) -> pa.ChunkedArray:
+    """The uid column as strings (a numeric or binary column is cast, so uids_to_array can name it)."""
+    col = table.column("uid")
+    if col.type != pa.string():
+        with _reading(path):
+            col = col.cast(pa.string())
+    return col
+
+
 class Pool:
     """A DataComp pool on disk: ``<root>/metadata`` and ``<root>/shards``.
 
@@ -451,13 +477,18 @@ class Pool:
 
     def file_rows(self) -> list[int]:
         """Row count of each metadata file (from the parquet footers, cheap)."""
-        return [pq.ParquetFile(p).metadata.num_rows for p in self.metadata_files]
+        rows = []
+        for p in self.metadata_files:
+            with _reading(p):
+                rows.append(pq.ParquetFile(p).metadata.num_rows)
+        return rows
 
     def __len__(self) -> int:
         return sum(self.file_rows())
 
     def schema(self) -> pa.Schema:
-        return pq.read_schema(self.metadata_files[0])
+        with _reading(self.metadata_files[0]):
+            return pq.read_schema(self.metadata_files[0])
 
     # -- metadata --------------------------------------------------------------------------
 
@@ -465,11 +496,14 @@ class Pool:
         try:
             return pq.read_table(path, columns=list(cols))
         except (pa.ArrowInvalid, KeyError) as exc:
-            names = pq.read_schema(path).names
+            with _reading(path):
+                names = pq.read_schema(path).names
             missing = [c for c in cols if c not in names]
             if missing:
                 raise PoolError(f"{path}: missing column(s) {missing}; the file has {names}") from exc
             raise PoolError(f"{path}: unreadable parquet ({exc})") from exc
+        except _READ_ERRORS as exc:
+            raise PoolError(f"{path}: unreadable parquet ({type(exc).__name__}: {exc})") from exc
 
     def read_columns(self, cols: Sequence[str]) -> pa.Table:
         """The given columns over every metadata file, in the pool's order."""
@@ -491,7 +525,7 @@ class Pool:
                 npz = self.npz_path(path)
                 if not npz.exists():
                     raise PoolError(f"{npz}: missing (features {list(features)} were asked for)")
-                with np.load(npz) as z:
+                with _reading(npz), np.load(npz) as z:
                     for k in features:
                         if k not in z.files:
                             raise PoolError(f"{npz}: no array {k!r}; it has {z.files}")
@@ -505,7 +539,7 @@ class Pool:
             batch = MetadataBatch(table=table, features=feats, path=str(path), offset=offset)
             yield batch
             if uid_parts is not None:  # the uid column is read anyway: keep it (zero-copy) for uids()
-                uid_parts.append(table.column("uid"))
+                uid_parts.append(_uid_column(table, path))
             offset += table.num_rows
         if uid_parts is not None and self._uid_strings is None:
             chunks = [c for part in uid_parts for c in part.chunks]
@@ -514,7 +548,7 @@ class Pool:
     def uid_strings(self) -> pa.ChunkedArray:
         """The uid column over every metadata file (kept from the first full pass, or read once)."""
         if self._uid_strings is None:
-            chunks = [c for p in self.metadata_files for c in pq.read_table(p, columns=["uid"]).column("uid").chunks]
+            chunks = [c for p in self.metadata_files for c in _uid_column(self._read_table(p, ["uid"]), p).chunks]
             self._uid_strings = pa.chunked_array(chunks) if chunks else pa.chunked_array([], pa.string())
         return self._uid_strings
 
