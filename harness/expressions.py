@@ -326,7 +326,8 @@ def percent_threshold(scores: np.ndarray, percent: float) -> float:
     if not (0 < percent <= 100):
         raise ValueError(f"percent {percent} outside (0, 100]")
     idx = int(n * (percent / 100.0))
-    finite = scores[~np.isnan(scores)]
+    nan = np.isnan(scores)
+    finite = scores[~nan] if nan.any() else scores
     m = len(finite)
     if m == 0:
         return math.inf

@@ -71,6 +71,8 @@ class Terms:
         if self._combined is None:
             if self.is_predicate:
                 self._combined = self.terms[KEEP_TERM]
+            elif type(self.filter).combine is Scorer.combine and len(self.terms) == 1:
+                self._combined = np.asarray(next(iter(self.terms.values())), dtype=np.float64)
             else:
                 self._combined = combine_terms(self.filter, pd.DataFrame(self.terms, copy=False))
         return self._combined
@@ -121,7 +123,9 @@ def _check_terms(
     res = {}
     for t in expected:
         try:
-            arr = np.asarray(out[t], dtype=np.float64).reshape(-1)
+            arr = np.asarray(out[t]).reshape(-1)
+            if arr.dtype.kind != "f":  # floats stay as given (the caller widens them in place)
+                arr = arr.astype(np.float64)
         except (TypeError, ValueError) as exc:
             raise PluginError(f"filter {filt.name!r}, term {t!r}: not numeric ({where}): {exc}") from exc
         if arr.shape[0] != n:
@@ -156,8 +160,11 @@ def combine_terms(filt: Filter, frame: pd.DataFrame) -> np.ndarray:
     out = np.asarray(_call(filt, "combine", "", frame), dtype=np.float64).reshape(-1)
     if out.shape[0] != len(frame):
         raise PluginError(f"filter {filt.name!r}: combine() gave {out.shape[0]} values for {len(frame)} rows")
+    finite = np.isfinite(out)
+    if finite.all():  # the common case: no need to look at the terms
+        return out
     all_nan = frame.isna().all(axis=1).to_numpy() if len(frame.columns) else np.zeros(len(frame), bool)
-    bad = ~np.isfinite(out) & ~(np.isnan(out) & all_nan)
+    bad = ~finite & ~(np.isnan(out) & all_nan)
     if bad.any():
         i = int(np.nonzero(bad)[0][0])
         raise PluginError(f"filter {filt.name!r}: combine() gave {out[i]} at row {i}; scores must be finite")
@@ -200,16 +207,21 @@ def _run_metadata(filters: list[Filter], pool: Pool, ctx: ScoringContext) -> lis
     """Every metadata filter in ONE pass over the metadata files (each file is read once)."""
     cols = list(dict.fromkeys(c for f in filters for c in type(f).needs.columns))
     feats = list(dict.fromkeys(c for f in filters for c in type(f).needs.features))
-    parts: list[dict[str, list[np.ndarray]]] = [{t: [] for t in _term_names(f)} for f in filters]
+    total = len(pool)
+    # filled in place, file by file: no per-file float64 copies to concatenate afterwards
+    results: list[dict[str, np.ndarray]] = [{t: np.empty(total) for t in _term_names(f)} for f in filters]
     for f in filters:
         if isinstance(f, Scorer):
             _call(f, "setup", "", ctx)
     for batch in pool.iter_metadata(cols, feats):
-        for f, acc in zip(filters, parts, strict=True):
+        lo, hi = batch.offset, batch.offset + len(batch)
+        if hi > total:
+            raise PluginError(f"{batch.path}: the metadata grew while it was read ({hi} > {total} rows)")
+        for f, acc in zip(filters, results, strict=True):
             out = _metadata_out(f, batch, ctx)
-            for t in acc:
-                acc[t].append(out[t])
-    return [{t: np.concatenate(v) if v else np.empty(0) for t, v in acc.items()} for acc in parts]
+            for t, arr in acc.items():
+                arr[lo:hi] = out[t]
+    return results
 
 
 def _shard_total(shard: Path) -> int | None:
