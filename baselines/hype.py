@@ -12,7 +12,7 @@ Terms stored in the score table (one column each, see harness/hype/README.md):
 ``combine`` sums the terms after normalising each over the WHOLE pool:
 ``score = sum_k w_k * norm(term_k)`` with ``norm`` one of ``zscore`` (default: (x - mean) / std),
 ``rank`` (the fraction of the pool below x, in [0, 1]) or ``none`` (raw values), and weights 1 by
-default. Options (``--option hype.norm=rank``, ``--option hype.weights=eps_i=1,eps_t=1,neg_dl=1,cos=0``):
+default. Options (``--set hype.norm=rank``, ``--set hype.weights=eps_i=1,eps_t=1,neg_dl=1,cos=0``):
 
 - ``norm``: "zscore" | "rank" | "none"
 - ``weights``: a dict or "term=w,term=w" string; terms left out keep weight 1
@@ -22,7 +22,7 @@ default. Options (``--option hype.norm=rank``, ``--option hype.weights=eps_i=1,e
 - ``chunk``: block size of the specificity computation (memory bound; does not change the scores)
 
 The model comes from ``ctx.model_path("meru")``: the world's ``models/meru`` directory, or what the
-user passes with ``--option meru=/path/to/hype/ckpt.pt``.
+user passes with ``--model meru=/path/to/hype/ckpt.pt``.
 """
 
 from __future__ import annotations
@@ -114,11 +114,14 @@ class HypeScorer(Scorer):
         reference: str | None = None,
         model_name: str | None = None,
         chunk: int = G.DEFAULT_CHUNK,
+        normalisation: str | None = None,
         **options: Any,
     ):
+        if normalisation is not None:  # the spelling `harness run --help` shows
+            norm = normalisation
         if options:
             raise PluginError(f"{self.name}: unknown option(s) {sorted(options)}; "
-                              "known: norm, weights, reference, model_name, chunk")
+                              "known: norm (or normalisation), weights, reference, model_name, chunk")
         if norm not in NORMALISATIONS:
             raise PluginError(f"{self.name}: norm must be one of {NORMALISATIONS}, got {norm!r}")
         self.norm = norm
@@ -145,7 +148,7 @@ class HypeScorer(Scorer):
             return spec / "reference_set.pt"
         raise PluginError(
             f"{self.name}: the model {spec} is a checkpoint file; give its reference set with "
-            "--option hype.reference=/path/to/reference.pt"
+            "--set hype.reference=/path/to/reference.pt"
         )
 
     def fingerprint(self, ctx: ScoringContext) -> str:

@@ -47,7 +47,8 @@ def test_weights_parsing():
     with pytest.raises(PluginError, match="not a number"):
         parse_weights("cos=abc", terms)
     with pytest.raises(PluginError, match="unknown option"):
-        HypeScorer(normalisation="rank")
+        HypeScorer(normalization="rank")
+    assert HypeScorer(normalisation="rank").norm == "rank"  # the spelling harness run --help shows
 
 
 def test_combine_is_a_weighted_sum_of_pool_zscores():
