@@ -40,6 +40,9 @@ class RunConfig:
     gpus: int = 0
     workers: int = 2
     partial: bool = False
+    # TEST-ONLY: total samples seen instead of the recipe's (the training run is marked test-only);
+    # lets tests run the whole flow, interruptions included, in seconds
+    train_num_samples: int | None = None
 
 
 def filter_slug(expression: str) -> str:
@@ -150,9 +153,11 @@ def _run_locked(cfg: RunConfig, out: Path, pool_dir: Path, models_dir: Path | No
 
     train_stage = Stage(out, "train", {"shards": sha256_file(out / "shards" / "meta.json"),
                                        "recipe": get_recipe(cfg.scale).as_dict(), "seed": cfg.seed,
-                                       "gpus": cfg.gpus})
+                                       "gpus": cfg.gpus,
+                                       **({"num_samples": cfg.train_num_samples} if cfg.train_num_samples else {})})
+    test_only = {"num_samples": cfg.train_num_samples} if cfg.train_num_samples else {}
     trained = _timed(train_stage, timings, lambda: {"checkpoint": str(train(
-        out / "shards", out / "train", scale=cfg.scale, seed=cfg.seed, gpus=cfg.gpus))},
+        out / "shards", out / "train", scale=cfg.scale, seed=cfg.seed, gpus=cfg.gpus, **test_only))},
         discard=(out / "train",))
     checkpoint = Path(trained["checkpoint"])
 
@@ -192,6 +197,7 @@ def _summary(cfg: RunConfig, out: Path, pool_dir: Path, selection: dict[str, Any
             "selection": selection,
             "reshard": resharding,
             "stage_seconds": timings,
+            "train_num_samples": cfg.train_num_samples,  # None for a recipe run
             "run_dir": str(out),
             "config_fingerprint": fingerprint({"filter": cfg.filter, "scale": cfg.scale, "seed": cfg.seed}),
             "python": sys.version.split()[0],
