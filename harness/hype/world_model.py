@@ -45,7 +45,7 @@ PROFILES: dict[str, Profile] = {
     # < 60 s on 2 cores: enough for the specificity ordering of caption levels to emerge.
     "test": Profile(n_train=1500, steps=180, batch=64, lr=2e-3, n_ref=256),
     # < 3 minutes on 2 cores.
-    "default": Profile(n_train=6000, steps=300, batch=128, lr=1.5e-3, n_ref=1024),
+    "default": Profile(n_train=5000, steps=260, batch=128, lr=1.5e-3, n_ref=1024),
 }
 
 
