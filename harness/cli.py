@@ -299,8 +299,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    # Our own loggers only: open_clip_train installs its handlers on the root logger while it trains.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    harness_log = logging.getLogger("harness")
+    harness_log.addHandler(handler)
+    harness_log.setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    harness_log.propagate = False
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         return int(args.fn(args) or 0)
