@@ -151,7 +151,7 @@ class FakeStages:
         self.train_calls = 0
         self.eval_calls = 0
 
-    def train(self, shards_dir: Path, out_dir: Path, scale: str, seed: int = 0, gpus: int = 0) -> Path:
+    def train(self, shards_dir: Path, out_dir: Path, scale: str, seed: int = 0, gpus: int = 0, **kw) -> Path:
         self.train_calls += 1
         out_dir = Path(out_dir)
         ck = out_dir / "checkpoints" / "epoch_latest.pt"
