@@ -46,13 +46,15 @@ class _Task:
     subset: str
     out_dir: str
     shard_size: int
+    attempt: str = ""  # unique per reshard() call: a worker orphaned by a killed earlier call never
+    #                    writes to a file name this call uses
 
 
 class _ShardWriter:
     """Writes <tmp>-<i>.tar files of at most ``maxcount`` samples each."""
 
-    def __init__(self, out_dir: Path, worker: int, maxcount: int):
-        self.out_dir, self.worker, self.maxcount = out_dir, worker, maxcount
+    def __init__(self, out_dir: Path, worker: int, maxcount: int, attempt: str = ""):
+        self.out_dir, self.worker, self.maxcount, self.attempt = out_dir, worker, maxcount, attempt
         self.tar: tarfile.TarFile | None = None
         self.count = 0
         self.written: list[tuple[str, int]] = []  # (temp file name, samples)
@@ -60,7 +62,7 @@ class _ShardWriter:
 
     def _open(self) -> None:
         self._close()
-        name = f"{_TMP_PREFIX}{self.worker:04d}-{len(self.written):06d}.tar"
+        name = f"{_TMP_PREFIX}{self.attempt}{self.worker:04d}-{len(self.written):06d}.tar"
         self.tar = tarfile.open(self.out_dir / name, "w")  # noqa: SIM115 (closed in _close)
         self.written.append((name, 0))
         self.count = 0
@@ -102,7 +104,7 @@ def _count_in_subset(subset: np.ndarray, hi: int, lo: int) -> int:
 def _work(task: _Task) -> dict[str, Any]:
     subset = load_subset(task.subset)
     stats = SampleStats()
-    writer = _ShardWriter(Path(task.out_dir), task.worker, task.shard_size)
+    writer = _ShardWriter(Path(task.out_dir), task.worker, task.shard_size, task.attempt)
     processed = output = 0
     for shard in task.shards:
         for key, raw in iter_shard_raw(shard, stats):
@@ -165,7 +167,8 @@ def reshard(
     shards = pool.shards
     if not shards:
         raise FileNotFoundError(f"{pool.shards_dir}: no .tar shards to reshard")
-    tasks = [_Task(i, chunk, str(subset_path.resolve()), str(out), shard_size)
+    attempt = f"{os.getpid()}-{time.time_ns()}-"
+    tasks = [_Task(i, chunk, str(subset_path.resolve()), str(out), shard_size, attempt)
              for i, chunk in enumerate(_split(shards, workers))]
     if len(tasks) == 1:
         results = [_work(tasks[0])]
