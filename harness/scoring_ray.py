@@ -1,8 +1,8 @@
 """The Ray engine for scoring: the same score tables as the local engine, computed on a Ray cluster.
 
 - model scorers: Ray Data reads the pool's tar shards as raw bytes (decoding is the scorer's work, as
-  in the local engine) and an actor pool scores them, one set-up scorer (one model) per actor and one
-  GPU per actor when the context's device is CUDA. A dead actor is restarted and its batches retried,
+  in the local engine) and an actor pool scores them, one set-up scorer (one model) per actor; on
+  CUDA the actors share the GPUs (a fraction each), since each decodes its own images on one CPU. A dead actor is restarted and its batches retried,
   so a killed worker costs time, not rows. The driver gathers the rows of each shard and writes the
   same per-shard work table the local ``_score_shard`` writes (scored samples in tar order, then the
   samples without a decodable image, NaN); the local engine's alignment code then makes the final
@@ -74,7 +74,7 @@ class RayOptions:
     address: None starts a local Ray instance (or reuses one already initialised in this process);
       "auto" joins the cluster this machine belongs to; "ray://head:10001" is Ray Client.
     workers: scoring actors (model scorers) or concurrent tasks (metadata scorers); None = one per
-      CPU of the cluster, or one per GPU when the device is CUDA.
+      CPU of the cluster, or (CUDA) up to 4 actors per GPU sharing it, as many as there are CPUs.
     max_retries: retries of a failed metadata task (actors are restarted without limit).
     """
 
@@ -105,13 +105,26 @@ def init_ray(options: RayOptions) -> Any:
     return ray
 
 
-def _workers(ray: Any, options: RayOptions, gpus: bool) -> int:
+def _workers(ray: Any, options: RayOptions) -> int:
     if options.workers is not None:
         if options.workers < 1:
             raise ValueError(f"Ray workers must be >= 1, got {options.workers}")
         return options.workers
-    res = ray.cluster_resources()
-    return max(int(res.get("GPU" if gpus else "CPU", 1)), 1)
+    return max(int(ray.cluster_resources().get("CPU", 1)), 1)
+
+
+def _gpu_share(ray: Any, options: RayOptions) -> tuple[int, float]:
+    """(actors, GPU fraction per actor) for a CUDA scorer.
+
+    An actor decodes its images on its own CPU, so one actor per GPU would leave the GPU waiting on
+    JPEG decoding; the default is up to 4 actors per GPU (each with its own model copy), packed evenly.
+    """
+    n_gpu = int(ray.cluster_resources().get("GPU", 0))
+    if n_gpu < 1:
+        raise RuntimeError("the scoring device is CUDA but the Ray cluster has no GPUs; use --device cpu")
+    workers = options.workers or max(1, min(_workers(ray, RayOptions()), 4 * n_gpu))
+    per_gpu = -(-workers // n_gpu)
+    return workers, 1.0 / per_gpu
 
 
 def _ship_by_value(filt: Filter) -> None:
@@ -347,7 +360,7 @@ def score_shards_ray(
     if not shards:
         return SampleStats()
     gpu = str(ctx.device).startswith("cuda")
-    workers = _workers(ray, options, gpu)
+    workers, gpu_share = _gpu_share(ray, options) if gpu else (_workers(ray, options), 0.0)
     _ship_by_value(filt)
     # a fresh Pool: no cached uid array (16 bytes a row) shipped to every actor
     actor_ctx = dataclasses.replace(ctx, pool=Pool(ctx.pool.root) if ctx.pool is not None else None)
@@ -364,7 +377,7 @@ def score_shards_ray(
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=workers),
         num_cpus=1,
-        num_gpus=1 if gpu else 0,
+        num_gpus=gpu_share,
         # Ray Data's actor defaults (max_restarts=-1, max_task_retries=-1) restart a dead worker and
         # retry its batch: the table still comes out whole (tests/scaleout kill one to check)
     )
@@ -427,7 +440,7 @@ def score_metadata_ray(
     filters_ref = ray.put(list(filters))
     ctx_ref = ray.put(dataclasses.replace(ctx, pool=Pool(pool.root)))  # without the cached uid array
     task = ray.remote(num_cpus=1, max_retries=options.max_retries)(_score_file)
-    window = _workers(ray, options, False)
+    window = _workers(ray, options)
     futures: list[Any] = []
     pending: list[Any] = []
     for i, path in enumerate(files):

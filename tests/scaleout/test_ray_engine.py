@@ -124,3 +124,22 @@ def test_unknown_engine_is_refused(scaleout_world):
     ctx = _ctx(root)
     with pytest.raises(ValueError, match="unknown scoring engine 'spark'"):
         score(ctx.pool, "clip_b32", ctx, None, progress=False, engine="spark")
+
+
+class _FakeRay:
+    def __init__(self, cpus: int, gpus: int):
+        self.res = {"CPU": float(cpus), "GPU": float(gpus)} if gpus else {"CPU": float(cpus)}
+
+    def cluster_resources(self) -> dict:
+        return self.res
+
+
+def test_gpu_actors_share_the_gpus_evenly():
+    from harness.scoring_ray import RayOptions, _gpu_share
+
+    assert _gpu_share(_FakeRay(64, 8), RayOptions()) == (32, 0.25)  # 4 decoding actors per GPU
+    assert _gpu_share(_FakeRay(12, 8), RayOptions()) == (12, 0.5)  # CPU-bound: 12 actors, 2 per GPU at most
+    assert _gpu_share(_FakeRay(64, 8), RayOptions(workers=8)) == (8, 1.0)
+    assert _gpu_share(_FakeRay(64, 2), RayOptions(workers=3)) == (3, 0.5)  # 3 actors fit on 2 GPUs
+    with pytest.raises(RuntimeError, match="no GPUs"):
+        _gpu_share(_FakeRay(8, 0), RayOptions())

@@ -1,12 +1,10 @@
 """The real model scorers (dfn, tmars, hype) give the same table on Ray as locally, within 1e-6 (batches
 are cut differently, so float reductions may differ in the last bits), on a slice of the tiny world:
-every metadata file, and one shard rewritten with its first samples so that CPU time stays small."""
+every metadata file, and the shards cut to their first samples so that CPU time stays small."""
 
 from __future__ import annotations
 
-import io
 import os
-import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +12,9 @@ import pandas as pd
 import pytest
 
 from harness.plugins import ScoringContext
-from harness.pool import Pool, iter_shard_raw
+from harness.pool import Pool
 from harness.scoring import score
+from harness.scoring_ray_bench import write_pool_slice
 
 MODEL_SCORERS = ["dfn", "tmars", "hype"]
 SLICE = 48  # samples scored by each engine
@@ -34,25 +33,8 @@ def world(request) -> Path:
 
 @pytest.fixture(scope="module")
 def world_slice(world, tmp_path_factory) -> Path:
-    """<tmp>/world: the world's metadata (linked), one shard of SLICE samples, models and imagenet_like linked."""
-    out = tmp_path_factory.mktemp("world_slice") / "world"
-    (out / "pool" / "metadata").mkdir(parents=True)
-    (out / "pool" / "shards").mkdir()
-    for f in sorted((world / "pool" / "metadata").iterdir()):
-        (out / "pool" / "metadata" / f.name).symlink_to(f)
-    for name in ("models", "imagenet_like"):
-        if (world / name).exists():
-            (out / name).symlink_to(world / name)
-    shard = sorted((world / "pool" / "shards").glob("*.tar"))[0]
-    with tarfile.open(out / "pool" / "shards" / shard.name, "w") as tf:
-        for i, (key, raw) in enumerate(iter_shard_raw(shard)):
-            if i == SLICE:
-                break
-            for ext, data in raw.items():
-                info = tarfile.TarInfo(f"{key}.{ext}")
-                info.size = len(data)
-                tf.addfile(info, io.BytesIO(data))
-    return out
+    """The world's metadata and models, with shards cut to their first SLICE samples."""
+    return write_pool_slice(world, tmp_path_factory.mktemp("world_slice") / "world", SLICE)
 
 
 @pytest.mark.parametrize("name", MODEL_SCORERS)
