@@ -18,7 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.stages import Stage, atomic_write_json, fingerprint, fingerprint_files, run_lock, sha256_file
+from harness.stages import (
+    Stage,
+    atomic_write_json,
+    fingerprint,
+    fingerprint_files,
+    fingerprint_tree,
+    run_lock,
+    sha256_file,
+)
 
 log = logging.getLogger("harness.run")
 
@@ -162,7 +170,8 @@ def _run_locked(cfg: RunConfig, out: Path, pool_dir: Path, models_dir: Path | No
     checkpoint = Path(trained["checkpoint"])
 
     eval_stage = Stage(out, "evaluate", {"checkpoint": sha256_file(checkpoint), "suite": suite,
-                                         "data": str(eval_root), "partial": cfg.partial})
+                                         "data": str(eval_root), "partial": cfg.partial,
+                                         "data_files": _eval_data_fingerprint(suite, eval_root)})
     evaluation = _timed(eval_stage, timings, evaluate, checkpoint, suite, eval_root, out,
                         device=cfg.device, partial=cfg.partial,
                         discard=(out / "eval_results.jsonl", out / "eval_summary.json"))
@@ -170,6 +179,14 @@ def _run_locked(cfg: RunConfig, out: Path, pool_dir: Path, models_dir: Path | No
     summary = _summary(cfg, out, pool_dir, selection, resharding, evaluation, timings)
     atomic_write_json(out / "summary.json", summary)
     return summary
+
+
+def _eval_data_fingerprint(suite: str, eval_root: Path) -> str:
+    """Names, sizes and times of every task's local data: changed evaluation data is re-evaluated."""
+    from harness.evaluation import load_suite
+
+    dirs = [(t.key, t.data_dir(eval_root)) for t in load_suite(suite).tasks]
+    return fingerprint([[key, fingerprint_tree(d) if d.is_dir() else None] for key, d in dirs])
 
 
 def _summary(cfg: RunConfig, out: Path, pool_dir: Path, selection: dict[str, Any],
