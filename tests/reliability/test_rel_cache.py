@@ -233,3 +233,22 @@ def test_run_recomputes_every_stage_downstream_of_a_changed_pool_file(gen_pool, 
     assert changed["aggregates"] == clean["aggregates"] != first["aggregates"]
     assert changed["tasks"] == clean["tasks"]
     assert subset_after.tolist() == np.load(Path(clean["provenance"]["run_dir"]) / "subset.npy").tolist()
+
+
+def test_run_reevaluates_when_the_evaluation_data_changes(gen_pool, tmp_path, fake_stages):
+    from harness.evaluation import load_suite
+    from harness.run import RunConfig, run
+
+    eval_root = tmp_path / "eval"
+    task_dir = load_suite("datacomp").tasks[0].data_dir(eval_root)
+    task_dir.mkdir(parents=True)
+    (task_dir / "test.tar").write_bytes(b"version 1")
+    cfg = RunConfig(filter="clip_l14_30", pool=gen_pool.root, eval_data=eval_root, runs=tmp_path / "runs",
+                    workers=1)
+    run(cfg)
+    run(cfg)
+    assert (fake_stages.train_calls, fake_stages.eval_calls) == (1, 1)
+    (task_dir / "test.tar").write_bytes(b"version 2, longer")
+    out = Path(run(cfg)["provenance"]["run_dir"])
+    assert (fake_stages.train_calls, fake_stages.eval_calls) == (1, 2)  # training reused, evaluation redone
+    assert len((out / "eval_results.jsonl").read_text().splitlines()) == 2  # old lines discarded, not kept
