@@ -170,11 +170,16 @@ def reshard(
     attempt = f"{os.getpid()}-{time.time_ns()}-"
     tasks = [_Task(i, chunk, str(subset_path.resolve()), str(out), shard_size, attempt)
              for i, chunk in enumerate(_split(shards, workers))]
-    if len(tasks) == 1:
-        results = [_work(tasks[0])]
-    else:
-        with mp.get_context("spawn").Pool(len(tasks)) as procs:
-            results = procs.map(_work, tasks, chunksize=1)
+    try:
+        if len(tasks) == 1:
+            results = [_work(tasks[0])]
+        else:
+            with mp.get_context("spawn").Pool(len(tasks)) as procs:
+                results = procs.map(_work, tasks, chunksize=1)
+    except BaseException:  # e.g. a full disk: leave no temporary shard of this attempt behind
+        for p in out.glob(f"{_TMP_PREFIX}{attempt}*"):
+            p.unlink(missing_ok=True)
+        raise
     results.sort(key=lambda r: r["worker"])
 
     # number the shards deterministically: worker order, then the order each worker wrote them
