@@ -118,6 +118,7 @@ def test_fault_injection_three_random_kills_per_stage(tiny_world, baseline, tmp_
     runs, out = tmp_path / "runs", _run_dir(tmp_path / "runs", tiny_world)
     seconds = baseline[1]
     n = 0
+    landed = dict.fromkeys(STAGES, 0)
     for stage in STAGES:
         record = out / ".stages" / f"{'select' if stage == 'score' else stage}.json"
         for _ in range(3):
@@ -130,10 +131,12 @@ def test_fault_injection_three_random_kills_per_stage(tiny_world, baseline, tmp_
             if not _wait_for(proc, lambda p=probe, s=stage: (p / f"{s}.started").exists()):
                 continue
             time.sleep(rng.uniform(0, max(0.2, seconds.get("select" if stage == "score" else stage, 1.0))))
+            landed[stage] += proc.poll() is None and not record.exists()
             _kill(proc)
     probe = tmp_path / "probe_final"
     _finish(_start(tiny_world, runs, probe), probe)
     assert _result(out) == baseline[0]
+    assert all(landed[s] >= 1 for s in STAGES), landed  # every stage was really interrupted at least once
 
 
 # ------------------------------------------------------------------------------------------------
