@@ -178,8 +178,8 @@ def _model_fingerprint(filt: Filter, ctx: ScoringContext) -> str:
         return str(filt.fingerprint(ctx))
     except (AttributeError, RuntimeError):
         # a scorer that can only fingerprint its loaded model
-        filt.setup(ctx)
-        return str(filt.fingerprint(ctx))
+        _call(filt, "setup", "", ctx)
+        return str(_call(filt, "fingerprint", "", ctx))
 
 
 def _term_names(filt: Filter) -> tuple[str, ...]:
