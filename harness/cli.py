@@ -25,6 +25,10 @@ def _add_source(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", dest="models", action="append", default=[], metavar="NAME=SPEC",
                    help="override a model: a path or open_clip id, e.g. dfn=hf-hub:apple/DFN-public")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="scoring engine: this process, or Ray actors/tasks (pip install '.[ray]')")
+    p.add_argument("--ray-address", default=None, help="Ray cluster (auto, ray://host:10001); default: local")
+    p.add_argument("--ray-workers", type=int, default=None, help="Ray actors/tasks (default: one per CPU)")
 
 
 def _parse_settings(items: list[str]) -> dict[str, dict[str, str]]:
@@ -69,8 +73,11 @@ def _scoring_context(args: argparse.Namespace):
     options: dict[str, Any] = _parse_settings(args.settings)
     if args.models:
         options["models"] = _parse_models(args.models)
-    ctx = ScoringContext(pool=Pool(pool_dir), models_dir=models_dir, device=args.device, options=options)
-    return ctx, Path(args.runs) / Path(world or pool_dir).resolve().name / "scores"
+    cache = Path(args.runs) / Path(world or pool_dir).resolve().name / "scores"
+    ctx = ScoringContext(pool=Pool(pool_dir), models_dir=models_dir, device=args.device, options=options,
+                         cache_dir=cache, engine=args.engine, ray_address=args.ray_address,
+                         ray_workers=args.ray_workers)
+    return ctx, cache
 
 
 # --- subcommands -----------------------------------------------------------------------------------
@@ -147,7 +154,8 @@ def _run_config(args: argparse.Namespace, filter_expr: str, seed: int):
                      runs=args.runs, suite=args.suite, eval_data=args.eval_data,
                      models=_parse_models(args.models), plugins=args.plugins,
                      options=_parse_settings(args.settings), device=args.device, gpus=args.gpus,
-                     partial=args.partial)
+                     partial=args.partial, engine=args.engine, ray_address=args.ray_address,
+                     ray_workers=args.ray_workers)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

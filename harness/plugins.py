@@ -88,6 +88,12 @@ class ScoringContext:
     batch_size: int = 256
     options: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
+    # Where score tables are cached (a filter built on others, like ws, reads theirs from here) and
+    # which engine computes them; the engine never changes a table, so it is not in any cache key.
+    cache_dir: Path | None = None
+    engine: str = "local"
+    ray_address: str | None = None
+    ray_workers: int | None = None
 
     def model_path(self, name: str) -> str:
         """options[name] if the user set it, else models_dir/name (a world model dir)."""

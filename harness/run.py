@@ -48,6 +48,9 @@ class RunConfig:
     gpus: int = 0
     workers: int = 2
     partial: bool = False
+    engine: str = "local"  # scoring engine: local or ray
+    ray_address: str | None = None
+    ray_workers: int | None = None
     # TEST-ONLY: total samples seen instead of the recipe's (the training run is marked test-only);
     # lets tests run the whole flow, interruptions included, in seconds
     train_num_samples: int | None = None
@@ -144,9 +147,11 @@ def _run_locked(cfg: RunConfig, out: Path, pool_dir: Path, models_dir: Path | No
     pool = Pool(pool_dir)
     pool_fp = pool.fingerprint()
     models_fp = fingerprint_files(p for p in models_dir.rglob("*") if p.is_file()) if models_dir else ""
-    ctx = ScoringContext(pool=pool, models_dir=models_dir, device=cfg.device,
-                         options={**cfg.options, **({"models": cfg.models} if cfg.models else {})})
     scores_dir = cfg.runs / pool_name(cfg) / "scores"
+    ctx = ScoringContext(pool=pool, models_dir=models_dir, device=cfg.device,
+                         options={**cfg.options, **({"models": cfg.models} if cfg.models else {})},
+                         cache_dir=scores_dir, engine=cfg.engine, ray_address=cfg.ray_address,
+                         ray_workers=cfg.ray_workers)
     timings: dict[str, float] = {}
 
     select_stage = Stage(out, "select", {"filter": cfg.filter, "pool": pool_fp, "models": models_fp,

@@ -380,7 +380,7 @@ def compute_many(
     ctx: ScoringContext,
     cache_dir: str | Path | None,
     progress: bool = True,
-    engine: str = "local",
+    engine: str | None = None,
     ray_address: str | None = None,
     ray_workers: int | None = None,
 ) -> list[Terms]:
@@ -391,6 +391,10 @@ def compute_many(
     instance, ``ray_workers`` None uses every CPU (GPU on CUDA). The tables are the same, so the engine
     is not part of the cache key.
     """
+    # unset engine options come from the context (what `--engine ray` sets for a whole run)
+    engine = engine or ctx.engine
+    ray_address = ray_address if ray_address is not None else ctx.ray_address
+    ray_workers = ray_workers if ray_workers is not None else ctx.ray_workers
     if engine not in ("local", "ray"):
         raise ValueError(f"unknown scoring engine {engine!r}; choose 'local' or 'ray'")
     ray = None
@@ -473,7 +477,7 @@ def compute_terms(
     cache_dir: str | Path | None,
     progress: bool = True,
     filt: Filter | None = None,
-    engine: str = "local",
+    engine: str | None = None,
     ray_address: str | None = None,
     ray_workers: int | None = None,
 ) -> Terms:
@@ -488,7 +492,7 @@ def score(
     ctx: ScoringContext,
     cache_dir: str | Path | None,
     progress: bool = True,
-    engine: str = "local",
+    engine: str | None = None,
     ray_address: str | None = None,
     ray_workers: int | None = None,
 ) -> ScoreTable:
