@@ -154,7 +154,7 @@ def _run_config(args: argparse.Namespace, filter_expr: str, seed: int):
                      runs=args.runs, suite=args.suite, eval_data=args.eval_data,
                      models=_parse_models(args.models), plugins=args.plugins,
                      options=_parse_settings(args.settings), device=args.device, gpus=args.gpus,
-                     partial=args.partial, engine=args.engine, ray_address=args.ray_address,
+                     partial=args.partial, train_num_samples=args.test_train_samples, engine=args.engine, ray_address=args.ray_address,
                      ray_workers=args.ray_workers)
 
 
@@ -288,6 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--eval-data", type=Path, default=None)
         p.add_argument("--gpus", type=int, default=0)
         p.add_argument("--partial", action="store_true")
+        p.add_argument("--test-train-samples", type=int, default=None, metavar="N",
+                       help="TEST ONLY: train on N samples instead of the recipe's (the run is marked test-only)")
         _add_source(p)
 
     p = add("report", cmd_report, "tables (md/csv/tex), plots and an HTML page from run directories")
