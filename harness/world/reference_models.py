@@ -1,0 +1,203 @@
+"""The world's reference models: a registry of builders and our CLIP trainer.
+
+Every builder is called as `fn(world_dir: Path, seed: int, profile: str) -> None` and writes
+`<world_dir>/models/<name>/` (model.pt, model.json, anything else it needs). The world builder
+records completion per model, so a model can be added to an existing world later.
+
+- ref_b32, ref_l14: stand-ins for OpenAI's CLIP B/32 and L/14 (two sizes), trained on web-like data
+  (with some noise and text-in-image pairs, so they learn to read rendered words). They fill the
+  pool's clip_*_similarity_score columns and npz features.
+- dfn: a data-filtering network, the B/32-sized architecture trained only on clean, specific pairs.
+- meru: the hyperbolic MERU-style model for HYPE (built by harness.hype.world_model).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from .io import atomic_write_bytes, atomic_write_text, log
+from .profiles import profile_knobs
+
+MODEL_BUILDERS: dict[str, str] = {
+    "ref_b32": "harness.world.reference_models:build_ref_b32",
+    "ref_l14": "harness.world.reference_models:build_ref_l14",
+    "dfn": "harness.world.reference_models:build_dfn",
+    "meru": "harness.hype.world_model:build_world_meru",
+}
+# The pool's scores and features come from these, so every world has them.
+REQUIRED_MODELS: tuple[str, ...] = ("ref_b32", "ref_l14")
+
+
+class MissingBuilderError(RuntimeError):
+    """A model's builder module is not installed (e.g. meru before harness.hype.world_model exists)."""
+
+
+def resolve_builder(name: str) -> Callable[[Path, int, str], None]:
+    if name not in MODEL_BUILDERS:
+        raise ValueError(f"unknown world model {name!r}; known: {sorted(MODEL_BUILDERS)}")
+    module_name, _, fn_name = MODEL_BUILDERS[name].partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        # only a missing builder module (or its package) counts as "not available";
+        # an import error inside an existing module is a bug and propagates
+        if e.name and module_name.startswith(e.name):
+            raise MissingBuilderError(
+                f"world model {name!r} needs {module_name} ({MODEL_BUILDERS[name]}), which is not installed; "
+                f"build the world without it (models={tuple(n for n in MODEL_BUILDERS if n != name)}) "
+                "and add it later") from e
+        raise
+    fn = getattr(module, fn_name, None)
+    if fn is None:
+        raise MissingBuilderError(f"{module_name} has no function {fn_name!r} (builder of world model {name!r})")
+    return fn
+
+
+def builder_available(name: str) -> bool:
+    try:
+        resolve_builder(name)
+    except MissingBuilderError:
+        return False
+    return True
+
+
+def world_knobs(world_dir: Path, profile: str) -> dict:
+    """The knobs this world is being built with (written by build_world before any model is built)."""
+    path = Path(world_dir) / ".build" / "knobs.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    return profile_knobs(profile)
+
+
+# --- training ------------------------------------------------------------------------------------
+
+@lru_cache(maxsize=2)
+def _training_arrays(seed: int, n: int, kind: str, size: int) -> tuple[np.ndarray, list[str]]:
+    # cached: ref_b32 and ref_l14 train on the same web data within one build
+    from .data import training_pairs
+
+    pairs = training_pairs(seed, n, kind=kind, size=size)
+    return np.stack([np.asarray(im) for im in pairs.images]), pairs.captions
+
+
+def _num_threads() -> int:
+    # One thread by default: weights are then bit-identical on every machine for a seed (matmul
+    # reductions depend on the thread count) and a shared 2-core box stays usable.
+    env = os.environ.get("HARNESS_WORLD_THREADS", "1")
+    return max(1, int(env)) if env.isdigit() else 1
+
+
+def train_clip(config: str, images: np.ndarray, captions: list[str], *, steps: int, batch: int, lr: float,
+               seed: int, label: str = "clip", warmup_frac: float = 0.1, weight_decay: float = 0.1):
+    """Train an open_clip model from scratch with the symmetric contrastive loss; returns the model.
+
+    images: uint8 [N, S, S, 3] already at the model's input size. Deterministic for a seed and a
+    thread count (the batch order comes from a seeded generator).
+    """
+    import open_clip
+    import torch
+    import torch.nn.functional as F
+
+    from ..models import register_configs
+
+    register_configs()
+    torch.set_num_threads(_num_threads())
+    torch.manual_seed(seed)
+    model = open_clip.create_model(config)
+    model.train()
+    tokenizer = open_clip.get_tokenizer(config)
+    tokens = tokenizer(captions)
+    x_all = torch.from_numpy(images)
+    mean = torch.tensor(model.visual.image_mean or open_clip.OPENAI_DATASET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(model.visual.image_std or open_clip.OPENAI_DATASET_STD).view(1, 3, 1, 1)
+    decay = [p for n_, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n_]
+    no_decay = [p for n_, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n_)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.98), eps=1e-6)
+    gen = torch.Generator().manual_seed(seed)
+    labels = torch.arange(batch)
+    warmup = max(1, int(steps * warmup_frac))
+    t0 = time.time()
+    for step in range(steps):
+        scale = (step + 1) / warmup if step < warmup else 0.5 * (1 + math.cos(math.pi * (step - warmup) / (steps - warmup)))
+        for g in opt.param_groups:
+            g["lr"] = lr * scale
+        idx = torch.randint(0, len(x_all), (batch,), generator=gen)
+        x = (x_all[idx].permute(0, 3, 1, 2).float() / 255.0 - mean) / std
+        img_f, txt_f, logit_scale = model(x, tokens[idx])[:3]
+        logits = logit_scale * img_f @ txt_f.T
+        loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, math.log(100))
+        if (step + 1) % max(1, steps // 5) == 0 or step + 1 == steps:
+            log(f"  {label}: step {step + 1}/{steps} loss {loss.item():.3f} ({time.time() - t0:.0f}s)")
+    model.eval()
+    return model
+
+
+def save_clip(model, model_dir: Path, meta: dict) -> None:
+    import io
+
+    import torch
+
+    model_dir.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    atomic_write_bytes(model_dir / "model.pt", buf.getvalue())
+    atomic_write_text(model_dir / "model.json", json.dumps(meta, indent=2, sort_keys=True) + "\n")
+
+
+def _build_clip(name: str, world_dir: Path, seed: int, profile: str, description: str) -> None:
+    knobs = world_knobs(world_dir, profile)["train"][name]
+    import open_clip
+
+    from ..models import register_configs
+
+    register_configs()
+    size = int(open_clip.get_model_config(knobs["config"])["vision_cfg"]["image_size"])
+    t0 = time.time()
+    log(f"[world] {name}: rendering {knobs['n']} {knobs['data']} training pairs")
+    images, captions = _training_arrays(seed, int(knobs["n"]), knobs["data"], size)
+    log(f"[world] {name}: training {knobs['config']} for {knobs['steps']} steps")
+    # distinct seeds per model, so two models on the same data still differ
+    model_seed = (seed * 1_000_003 + sum(map(ord, name))) % 2**31
+    model = train_clip(knobs["config"], images, captions, steps=int(knobs["steps"]), batch=int(knobs["batch"]),
+                       lr=float(knobs["lr"]), seed=model_seed, label=name)
+    meta = {
+        "model_name": knobs["config"], "kind": "clip", "name": name, "description": description,
+        "trained_on": knobs["data"], "train_samples": int(knobs["n"]), "steps": int(knobs["steps"]),
+        "batch": int(knobs["batch"]), "lr": float(knobs["lr"]), "seed": seed, "profile": profile,
+        "image_size": size, "train_seconds": round(time.time() - t0, 1),
+    }
+    save_clip(model, Path(world_dir) / "models" / name, meta)
+
+
+def build_ref_b32(world_dir: Path, seed: int, profile: str) -> None:
+    _build_clip("ref_b32", world_dir, seed, profile,
+                "stand-in for OpenAI CLIP ViT-B/32: coarse patches, trained on web-like pairs")
+
+
+def build_ref_l14(world_dir: Path, seed: int, profile: str) -> None:
+    _build_clip("ref_l14", world_dir, seed, profile,
+                "stand-in for OpenAI CLIP ViT-L/14: finer patches, deeper, trained on web-like pairs")
+
+
+def build_dfn(world_dir: Path, seed: int, profile: str) -> None:
+    _build_clip("dfn", world_dir, seed, profile,
+                "data-filtering network: B/32-sized CLIP trained only on clean, specific pairs")
+
+
+def clear_caches() -> None:
+    _training_arrays.cache_clear()
