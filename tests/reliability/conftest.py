@@ -1,137 +1,33 @@
-"""A small generated DataComp-layout pool for the reliability tests (pyarrow + numpy + tarfile only),
-so these tests do not depend on the tiny world; plus the `slow` marker and test-local filter plugins.
-
-The default pool holds the awkward captions the reader, the scoring engine and the resharder must
-carry unchanged: an empty caption, a 10,000-character caption, control characters and mixed scripts.
-"""
+"""Fixtures of the reliability tests: the generated pool (reliability_pool.make_pool), test-local filter
+plugins, and the `slow` marker (exhaustive variants; deselect with -m "not slow")."""
 
 from __future__ import annotations
 
-import io
-import json
+import os
 import sys
-import tarfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
-from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).parent))  # reliability_plugins, shared by these tests
+sys.path.insert(0, str(Path(__file__).parent))  # reliability_pool, rel_runner
 
-LONG_CAPTION = ("a very long caption " * 500)[:10_000]
-CONTROL_CAPTION = "tab\there\x00nul\x01\x1b[31mansi\x7f\u200bzero-width\r\nnewline\u2028sep"
-MIXED_CAPTION = "dog Hund 犬 собака كلب כֶּלֶב σκύλος कुत्ता 🐕 cafe\u0301"
-SPECIAL_CAPTIONS = {0: "", 1: LONG_CAPTION, 2: CONTROL_CAPTION, 3: MIXED_CAPTION}
+from reliability_pool import GenPool, make_pool  # noqa: E402
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "slow: exhaustive reliability variants (deselect with -m 'not slow')")
+    config.addinivalue_line("markers", "slow: exhaustive variants, skipped unless -m slow or RELIABILITY_SLOW=1")
 
 
-@dataclass
-class GenPool:
-    """What make_pool wrote: the pool root and, per row in metadata order, uid, caption and shard key."""
-
-    root: Path
-    uids: list[str]
-    captions: list[str]
-    keys: list[str]
-    shard_of: list[int]
-    images: dict[str, bytes] = field(default_factory=dict)  # uid -> image bytes as written
-
-    @property
-    def metadata_files(self) -> list[Path]:
-        return sorted((self.root / "metadata").glob("*.parquet"))
-
-    @property
-    def shards(self) -> list[Path]:
-        return sorted((self.root / "shards").glob("*.tar"))
-
-
-def _jpeg(rng: np.random.Generator, size: int = 8) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(rng.integers(0, 255, size=(size, size, 3), dtype=np.uint8)).save(buf, format="JPEG")
-    return buf.getvalue()
-
-
-def _add(tf: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    tf.addfile(info, io.BytesIO(data))
-
-
-def make_pool(
-    root: Path,
-    n_files: int = 2,
-    rows: int = 10,
-    n_shards: int = 2,
-    seed: int = 0,
-    dim: int = 8,
-    captions: dict[int, str] | None = None,
-    bad_image_rows: tuple[int, ...] = (),
-    no_txt_rows: tuple[int, ...] = (),
-    raw_txt: dict[int, bytes] | None = None,
-) -> GenPool:
-    """Write ``<root>/metadata/{i:08d}.parquet|npz`` and ``<root>/shards/{i:08d}.tar`` (+ stats).
-
-    Scores are distinct and known: row i has clip_l14_similarity_score = 0.01 * (i + 1), so any
-    percent keeps an exactly predictable set. ``captions`` overrides per row (default SPECIAL_CAPTIONS);
-    ``raw_txt`` writes raw bytes as a row's .txt (invalid UTF-8); ``no_txt_rows`` omit the .txt member.
-    """
-    rng = np.random.default_rng(seed)
-    n = n_files * rows
-    words = rng.integers(0, 2**63, size=(n, 2), dtype=np.uint64)
-    uids = [f"{int(a):016x}{int(b):016x}" for a, b in words]
-    caps = dict(SPECIAL_CAPTIONS if captions is None else captions)
-    texts = [caps.get(i, f"a photo of thing number {i}") for i in range(n)]
-    meta = root / "metadata"
-    meta.mkdir(parents=True, exist_ok=True)
-    for f in range(n_files):
-        lo, hi = f * rows, (f + 1) * rows
-        table = pa.table(
-            {
-                "uid": uids[lo:hi],
-                "url": [f"http://example.com/{i}.jpg" for i in range(lo, hi)],
-                "text": texts[lo:hi],
-                "original_width": np.full(rows, 256, np.int64),
-                "original_height": np.full(rows, 256, np.int64),
-                "clip_b32_similarity_score": np.arange(lo, hi, dtype=np.float32) * 0.01 + 0.2,
-                "clip_l14_similarity_score": (np.arange(lo, hi, dtype=np.float32) + 1) * 0.01,
-                "face_bboxes": pa.array([[] for _ in range(rows)], pa.list_(pa.list_(pa.float64()))),
-                "sha256": [f"{i:064x}" for i in range(lo, hi)],
-            }
-        )
-        pq.write_table(table, meta / f"{f:08d}.parquet")
-        feats = {}
-        for k in ("b32_img", "b32_txt", "l14_img", "l14_txt"):
-            x = rng.normal(size=(rows, dim)).astype(np.float32)
-            feats[k] = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float16)
-        np.savez(meta / f"{f:08d}.npz", **feats)
-    shards = root / "shards"
-    shards.mkdir(parents=True, exist_ok=True)
-    per = -(-n // n_shards)
-    keys, shard_of, images = [], [], {}
-    raw_txt = raw_txt or {}
-    for s in range(n_shards):
-        idx = range(s * per, min(n, (s + 1) * per))
-        with tarfile.open(shards / f"{s:08d}.tar", "w") as tf:
-            for i in idx:
-                key = f"{s:04d}{i:05d}"
-                img = b"\xff\xd8 this is not a jpeg" if i in bad_image_rows else _jpeg(rng)
-                images[uids[i]] = img
-                _add(tf, f"{key}.jpg", img)
-                if i not in no_txt_rows:
-                    _add(tf, f"{key}.txt", raw_txt.get(i, texts[i].encode("utf-8")))
-                _add(tf, f"{key}.json", json.dumps({"uid": uids[i], "key": key, "caption": texts[i]}).encode())
-                keys.append(key)
-                shard_of.append(s)
-        (shards / f"{s:08d}_stats.json").write_text(json.dumps({"successes": len(idx), "count": len(idx)}))
-    return GenPool(root, uids, texts, keys, shard_of, images)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep the default run short: slow tests of this folder run only when asked for."""
+    if "slow" in (config.getoption("markexpr") or "") or os.environ.get("RELIABILITY_SLOW") == "1":
+        return
+    here = Path(__file__).parent
+    skip = pytest.mark.skip(reason="slow: run with -m slow or RELIABILITY_SLOW=1")
+    for item in items:
+        if "slow" in item.keywords and here in Path(str(item.fspath)).parents:
+            item.add_marker(skip)
 
 
 @pytest.fixture

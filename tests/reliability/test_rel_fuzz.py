@@ -17,9 +17,9 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import make_pool
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from reliability_pool import make_pool
 
 from harness.expressions import Atom, BinOp, ExpressionError, UidsAtom, parse
 from harness.pool import Pool, PoolError, SampleStats, iter_shard_samples

@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import GenPool
+from reliability_pool import GenPool
 
 from harness.plugins import Needs, Scorer, ScoringContext
 from harness.pool import Pool, PoolError

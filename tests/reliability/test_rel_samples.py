@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import CONTROL_CAPTION, LONG_CAPTION, MIXED_CAPTION, GenPool
+from reliability_pool import CONTROL_CAPTION, LONG_CAPTION, MIXED_CAPTION, GenPool
 
 from harness.plugins import Needs, Scorer, ScoringContext
 from harness.pool import Pool, iter_shard_samples, uids_to_array
