@@ -99,7 +99,8 @@ def build_world(out: Path, seed: int = 0, profile: str = "default", models: tupl
             f"{out} already holds a world (seed {existing.get('seed')}, profile {existing.get('profile')!r}, "
             f"fingerprint {existing.get('fingerprint')}); asked for seed {seed}, profile {profile!r} "
             f"(fingerprint {fp}). Choose another output directory or delete {out}.")
-    if existing is not None and all(m in existing.get("models", {}) and model_done(out, m, fp) for m in names):
+    if (existing is not None and all(m in existing.get("models", {}) and model_done(out, m, fp) for m in names)
+            and all(_step_done(out, step, key) for step, key in _data_keys(out, fp).items())):
         log(f"[world] {out}: up to date (seed {seed}, profile {profile})")
         return existing
     builders = {m: resolve_builder(m) for m in names}  # fails fast, before any heavy work
@@ -148,13 +149,26 @@ def _build_model(out: Path, name: str, fn, seed: int, profile: str, fp: str) -> 
     log(f"[world] model {name}: done in {time.time() - t0:.0f}s")
 
 
+def _data_keys(out: Path, fp: str) -> dict[str, dict]:
+    """What each data step's record must hold for the step to count as done."""
+    from .pool_writer import POOL_FORMAT
+
+    try:
+        weights = {m: _weights_hash(out, m) for m in REQUIRED_MODELS}
+    except FileNotFoundError:
+        weights = {}
+    return {"pool": {"world": fp, "weights": weights, "format": POOL_FORMAT},
+            "eval": {"world": fp},
+            "imagenet_like": {"world": fp, "weights": weights}}
+
+
 def _build_data(out: Path, seed: int, knobs: dict, fp: str) -> None:
     from ..models import load_clip
     from .eval_suite import write_suite
     from .imagenet_like import write_imagenet_like
     from .pool_writer import write_pool
 
-    weights = {m: _weights_hash(out, m) for m in REQUIRED_MODELS}
+    keys = _data_keys(out, fp)
     encoders: dict = {}
 
     def enc() -> dict:
@@ -162,18 +176,18 @@ def _build_data(out: Path, seed: int, knobs: dict, fp: str) -> None:
             encoders.update(b32=load_clip(out / "models" / "ref_b32"), l14=load_clip(out / "models" / "ref_l14"))
         return encoders
 
-    key = {"world": fp, "weights": weights}
+    key = keys["pool"]
     if not _step_done(out, "pool", key):
         t0 = time.time()
         log(f"[world] pool: {knobs['pool_size']} samples")
         result = write_pool(out, seed, knobs, enc())
         _record_step(out, "pool", key, result, time.time() - t0)
-    key = {"world": fp}
+    key = keys["eval"]
     if not _step_done(out, "eval", key):
         t0 = time.time()
         result = write_suite(out, seed, knobs)
         _record_step(out, "eval", key, result, time.time() - t0)
-    key = {"world": fp, "weights": weights}
+    key = keys["imagenet_like"]
     if not _step_done(out, "imagenet_like", key):
         t0 = time.time()
         result = write_imagenet_like(out, seed, knobs, enc())

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from PIL import Image
 
 from .data import STREAM_POOL
 from .io import atomic_write_text, log, temp_path
@@ -43,6 +44,8 @@ METADATA_SCHEMA = pa.schema([
     ("sha256", pa.string()),
 ])
 NPZ_KEYS = ("b32_img", "b32_txt", "l14_img", "l14_txt")
+# Bumped when the pool's bytes change for the same seed and models (part of the pool step's record).
+POOL_FORMAT = 2  # 2: features computed from the decoded JPEG, i.e. from exactly what the shard holds
 _FILE_NAME = re.compile(r"^[\w\-. ]+\.(jpe?g|png|JPE?G|PNG)$")
 
 
@@ -113,7 +116,8 @@ def write_pool(world_dir: Path, seed: int, knobs: dict, encoders: dict) -> dict:
                 rows["original_width"].append(p.orig_size[0])
                 rows["original_height"].append(p.orig_size[1])
                 rows["sha256"].append(sha)
-                images.append(rendered.image)
+                # encode what a reader of the shard gets back, not the pre-JPEG pixels
+                images.append(Image.open(io.BytesIO(jpg)).convert("RGB"))
                 texts.append(p.caption)
                 oracle.append(_oracle_row(p, uids, shard, key, rendered.text_box))
         os.replace(tmp, shards_dir / f"{shard:08d}.tar")

@@ -1,0 +1,37 @@
+"""Shared pytest fixtures.
+
+`tiny_world`: the generated tiny world (profile "test", seed 0), built once and cached in
+`.cache/test-world-seed0` under the repository root (override the path with HARNESS_TEST_WORLD).
+It includes every world model whose builder is installed (meru appears once harness.hype.world_model
+exists; the build adds it to a cached world without rebuilding the rest).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def tiny_world_path() -> Path:
+    return Path(os.environ.get("HARNESS_TEST_WORLD") or REPO_ROOT / ".cache" / "test-world-seed0")
+
+
+@pytest.fixture(scope="session")
+def tiny_world() -> Path:
+    import shutil
+
+    from harness.world import DEFAULT_MODELS, WorldMismatchError, build_world, builder_available
+
+    models = tuple(m for m in DEFAULT_MODELS if builder_available(m))
+    path = tiny_world_path()
+    try:
+        build_world(path, seed=0, profile="test", models=models)
+    except WorldMismatchError:
+        # a cache from an older world version: it is only a cache, so rebuild it
+        shutil.rmtree(path)
+        build_world(path, seed=0, profile="test", models=models)
+    return path
