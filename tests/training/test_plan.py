@@ -6,7 +6,7 @@ import json
 import shutil
 
 import pytest
-from conftest import MICRO
+from training_micro import MICRO
 
 from harness.training import RecipeError, plan_run, train, train_data_pattern
 from harness.training.driver import _set_flag, check_resumable, torchrun_command, write_record

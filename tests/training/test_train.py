@@ -18,7 +18,7 @@ import time
 import open_clip
 import pytest
 import torch
-from conftest import MICRO
+from training_micro import MICRO
 
 from harness.training import read_record, train
 
