@@ -15,6 +15,7 @@ import argparse
 import hashlib
 import json
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -239,7 +240,7 @@ def cli_main(argv: list[str] | None = None) -> int:
     try:
         world = build_world(args.out, seed=args.seed, profile=args.profile, models=models)
     except (MissingBuilderError, WorldMismatchError, ValueError) as e:
-        print(f"harness world: error: {e}")
+        print(f"harness world: error: {e}", file=sys.stderr)
         return 2
     print(json.dumps({"out": str(args.out), "samples": world["pool"].get("samples"),
                       "models": sorted(world["models"])}))
