@@ -85,7 +85,8 @@ def _scoring_context(args: argparse.Namespace):
 def cmd_world(args: argparse.Namespace) -> int:
     from harness.world import build_world
 
-    info = build_world(args.out, seed=args.seed, profile=args.profile)
+    models = tuple(args.models.split(",")) if args.models else None
+    info = build_world(args.out, seed=args.seed, profile=args.profile, models=models)
     print(json.dumps({k: info[k] for k in ("seed", "profile") if k in info}))
     return 0
 
@@ -233,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=DEFAULT_WORLD)
     p.add_argument("--profile", default="default", help="default (12,800 samples) or test (about 2,000)")
+    p.add_argument("--models", default=None,
+                   help="comma-separated world models to build (default: all: ref_b32,ref_l14,dfn,meru)")
 
     p = add("filters", cmd_filters, "list every filter: kind, needs, default keep percent, description")
     p.add_argument("--plugins", action="append", default=[], metavar="FILE")
