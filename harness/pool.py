@@ -477,11 +477,17 @@ class Pool:
 
     def file_rows(self) -> list[int]:
         """Row count of each metadata file (from the parquet footers, cheap)."""
-        rows = []
-        for p in self.metadata_files:
-            with _reading(p):
-                rows.append(pq.ParquetFile(p).metadata.num_rows)
-        return rows
+        return [self._footer_rows(p) for p in self.metadata_files]
+
+    @staticmethod
+    def _footer_rows(path: Path) -> int:
+        """A file's row count from its footer, refused when the footer contradicts its row groups."""
+        with _reading(path):
+            meta = pq.ParquetFile(path).metadata
+            groups = sum(meta.row_group(i).num_rows for i in range(meta.num_row_groups))
+        if meta.num_rows != groups:
+            raise PoolError(f"{path}: damaged parquet footer ({meta.num_rows} rows, row groups hold {groups})")
+        return meta.num_rows
 
     def __len__(self) -> int:
         return sum(self.file_rows())
@@ -494,7 +500,7 @@ class Pool:
 
     def _read_table(self, path: Path, cols: Sequence[str]) -> pa.Table:
         try:
-            return pq.read_table(path, columns=list(cols))
+            table = pq.read_table(path, columns=list(cols))
         except (pa.ArrowInvalid, KeyError) as exc:
             with _reading(path):
                 names = pq.read_schema(path).names
@@ -504,6 +510,10 @@ class Pool:
             raise PoolError(f"{path}: unreadable parquet ({exc})") from exc
         except _READ_ERRORS as exc:
             raise PoolError(f"{path}: unreadable parquet ({type(exc).__name__}: {exc})") from exc
+        if table.num_rows != self._footer_rows(path):  # what was read must be what the footer promised
+            raise PoolError(f"{path}: damaged parquet ({table.num_rows} rows read, footer says "
+                            f"{self._footer_rows(path)})")
+        return table
 
     def read_columns(self, cols: Sequence[str]) -> pa.Table:
         """The given columns over every metadata file, in the pool's order."""

@@ -17,7 +17,7 @@ import shutil
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from reliability_pool import make_pool
 
@@ -134,6 +134,7 @@ def test_reader_on_a_damaged_shard_counts_what_it_loses(pristine, tmp_path_facto
 
 @FUZZ
 @given(EDITS)
+@example(edits=[(2370, 0)])  # once found: a footer row count of 0 over row groups that hold 8 rows
 def test_reader_on_a_damaged_parquet_raises_only_pool_error(pristine, tmp_path_factory, edits):
     root = tmp_path_factory.mktemp("pq") / "pool"
     (root / "metadata").mkdir(parents=True)
