@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -43,6 +42,7 @@ from harness.pool import (
     iter_shard_samples,
     uids_to_array,
 )
+from harness.stages import atomic_path
 
 ENGINE_VERSION = 1
 RECORD_KEY = b"harness"
@@ -100,15 +100,8 @@ def cache_key(name: str, settings: dict[str, Any], model_fp: str, pool_fp: str) 
 
 
 def _atomic_write_table(table: pa.Table, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _check_terms(

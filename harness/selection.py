@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -19,21 +17,15 @@ import numpy as np
 from harness import expressions
 from harness.plugins import ScoringContext, get_filter, instantiate
 from harness.pool import UID_DTYPE, Pool, sort_uids, uids_at
+from harness.stages import atomic_path
 
 SUBSET_NPY = "subset.npy"
 SUBSET_JSON = "subset.json"
 
 
 def _atomic_write_bytes(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        write(f)
 
 
 def save_subset(path: str | Path, uids: np.ndarray) -> None:

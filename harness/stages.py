@@ -22,6 +22,8 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 RECORD_DIR = ".stages"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 @contextlib.contextmanager
@@ -36,6 +38,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; outputs are meant to be shared
     try:
         yield tmp
         with open(tmp, "rb+") as handle:  # make the bytes durable before the rename publishes them

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from harness.stages import atomic_write_text
 
 from .aggregate import aggregate, read_results
 from .encoders import load_encoder
@@ -39,18 +40,8 @@ def append_line(path: Path, record: dict) -> None:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, allow_nan=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # allow_nan=False: a NaN metric is a bug to report, not a value to publish
+    atomic_write_text(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
 
 
 def result_line(task, metrics: dict) -> dict:

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from harness.hype.model import MeruCLIP, hype_state_dict
+from harness.stages import atomic_path
 
 MODEL_NAME = "hype-tiny"
 REFERENCE_SEED_OFFSET = 7_919  # the reference set's clean data comes from seed + this: held out
@@ -115,9 +116,8 @@ def _param_groups(model: MeruCLIP, weight_decay: float) -> list[dict]:
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def _atomic_text(text: str, path: Path) -> None:

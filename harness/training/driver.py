@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from harness.stages import atomic_write_text
 from harness.training.recipe import (
     Recipe,
     RecipeError,
@@ -266,9 +267,7 @@ def _open_clip_options() -> set[str]:
 
 
 def _atomic_write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
 def read_record(out_dir: Path) -> dict[str, Any] | None:
