@@ -16,6 +16,7 @@ BENCHMARKS.md. The oracle is for reporting only: no filter reads it.
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -93,6 +94,25 @@ def format_auc_table(table: pd.DataFrame, n_clean: int | None = None) -> str:
     return "\n".join(lines)
 
 
+def _combined_from_record(path: str) -> np.ndarray | None:
+    """The combined score of a table written by harness.scoring, rebuilt from the filter and settings
+    its record names; None for other tables."""
+    from harness.plugins import Scorer, get_filter, load_plugins
+    from harness.scoring import combine_terms, read_score_table
+
+    table = read_score_table(path)
+    record = table.attrs.get("record") or {}
+    if "scorer" not in record:
+        return None
+    load_plugins([])
+    cls = get_filter(record["scorer"])
+    accepted = inspect.signature(cls.__init__).parameters  # settings may hold more than the options
+    filt = cls(**{k: v for k, v in record.get("settings", {}).items() if k in accepted})
+    if not isinstance(filt, Scorer):
+        return None
+    return combine_terms(filt, table[list(record["terms"])])
+
+
 def _load_table_arg(arg: str) -> tuple[str, pd.Series]:
     name, sep, rest = arg.partition("=")
     if not sep:
@@ -104,6 +124,9 @@ def _load_table_arg(arg: str) -> tuple[str, pd.Series]:
     if "uid" not in df.columns:
         raise SystemExit(f"{path}: no uid column")
     if not column:
+        combined = _combined_from_record(path)
+        if combined is not None:  # a harness score table: its filter's own combine() over the pool
+            return name, pd.Series(combined, index=df["uid"].astype(str))
         from harness.ws.labeling_functions import combined_column
 
         column = combined_column(df, name)
