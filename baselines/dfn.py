@@ -18,15 +18,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from harness.models import paired_cosine
 from harness.plugins import Needs, PluginError, Sample, Scorer, ScoringContext, register
 
 MODEL_NAME = "dfn"
 PUBLIC_FILTER = "hf-hub:apple/DFN-public"
 
-
-def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    # LoadedClip returns L2-normalised rows: the row-wise dot product is the cosine
-    return np.einsum("ij,ij->i", a.astype(np.float64), b.astype(np.float64))
 
 
 @register
@@ -79,4 +76,4 @@ class DataFilteringNetwork(Scorer):
         txt = self._clip.encode_texts([s.caption for s in samples], batch_size=bs)
         if img.shape[0] != len(samples) or txt.shape[0] != len(samples):
             raise PluginError(f"dfn: model returned {img.shape[0]}/{txt.shape[0]} embeddings for {len(samples)} samples")
-        return {"cos": _cosine(img, txt)}
+        return {"cos": paired_cosine(img, txt)}

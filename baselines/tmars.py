@@ -26,16 +26,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from harness.models import paired_cosine
 from harness.plugins import Needs, PluginError, Sample, Scorer, ScoringContext, register
 from harness.tmars.detectors import TextDetector, get_detector
 from harness.tmars.masking import mask_image
 
 SCORING_MODEL = "ref_b32"
 
-
-def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    # both sides are L2-normalised by LoadedClip; the row-wise dot product is the cosine
-    return np.einsum("ij,ij->i", a.astype(np.float64), b.astype(np.float64))
 
 
 @register
@@ -127,14 +124,14 @@ class TMars(Scorer):
                 raise PluginError(f"tmars: detector output for sample {s.uid}: {exc}") from exc
         bs = ctx.batch_size
         txt = self._clip.encode_texts([s.caption for s in samples], batch_size=bs)
-        original = _cosine(self._clip.encode_images(images, batch_size=bs), txt)
+        original = paired_cosine(self._clip.encode_images(images, batch_size=bs), txt)
         # an image without boxes is unchanged, so its masked score IS its original score
         changed = np.array([m.n_boxes > 0 for m in masked])
         masked_score = original.copy()
         if changed.any():
             idx = np.nonzero(changed)[0]
             img = self._clip.encode_images([masked[i].image for i in idx], batch_size=bs)
-            masked_score[idx] = _cosine(img, txt[idx])
+            masked_score[idx] = paired_cosine(img, txt[idx])
         return {
             "masked_score": masked_score,
             "original_score": original,

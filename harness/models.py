@@ -148,3 +148,8 @@ def load_clip(spec: str | Path, device: str = "cpu") -> LoadedClip:
     model.eval()
     return LoadedClip(model=model, preprocess=preprocess, tokenizer=open_clip.get_tokenizer(config),
                       name=name, fingerprint=fingerprint, device=device)
+
+
+def paired_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine of each row of `a` with the same row of `b` (rows are L2-normalised by LoadedClip)."""
+    return np.einsum("ij,ij->i", a.astype(np.float64), b.astype(np.float64))
