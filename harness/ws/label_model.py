@@ -117,6 +117,11 @@ class LabelModel:
     class_balance: fix P(good) instead of learning it (None = learn it).
     prior_strength, prior_accuracy: pseudo-votes pulling each function towards prior_accuracy (and,
         for dawid_skene, towards its observed abstain rate); negligible at pool sizes.
+    min_accuracy: the "better than random" assumption, in [0.5, 1): one_coin keeps every accuracy
+        >= min_accuracy; dawid_skene keeps, for every single (ungrouped) function and each answer v
+        it gives, P(v | class v names) >= k * P(v | other class) with k = min_accuracy/(1-min_accuracy)
+        (k = 1 at 0.5: a vote is at least as likely under the class it names). The M-step is the
+        constrained maximum (see _ordered_rates), so EM still never lowers the likelihood.
     """
 
     model: str = "dawid_skene"
@@ -126,6 +131,7 @@ class LabelModel:
     tol: float = 1e-7
     prior_strength: float = 1.0
     prior_accuracy: float = 0.7
+    min_accuracy: float = 0.6
 
     # fitted state
     accuracies_: np.ndarray | None = None      # P(vote right | votes), per function
@@ -161,6 +167,8 @@ class LabelModel:
         n, m = L.shape
         if n == 0 or m == 0:
             raise ValueError(f"cannot fit a label model on an empty vote matrix of shape {L.shape}")
+        if not 0.5 <= self.min_accuracy < 1.0:
+            raise ValueError(f"min_accuracy must be in [0.5, 1), got {self.min_accuracy}")
         if self.class_balance is not None and not 0.0 < self.class_balance < 1.0:
             raise ValueError(f"class_balance must be in (0, 1), got {self.class_balance}")
         groups = self._resolve_groups(m)
@@ -207,7 +215,8 @@ class LabelModel:
         for it in range(1, self.max_iter + 1):
             new_pi = self._new_pi(w, q)
             agree = (w * q) @ pos + (w * (1 - q)) @ neg
-            new_acc = np.clip((agree + s * a0) / (voted + s), _ACC_CLIP, 1 - _ACC_CLIP)
+            # better than random: the binomial MLE under acc >= min_accuracy is the clipped one
+            new_acc = np.clip((agree + s * a0) / (voted + s), max(_ACC_CLIP, self.min_accuracy), 1 - _ACC_CLIP)
             q = _sigmoid(_logit(new_pi) + U.astype(np.float64) @ _logit(new_acc))
             good, bad = _one_coin_conditionals(new_acc, coverage)
             trace.append(_loglik(U, w, new_pi, good, bad))
@@ -241,6 +250,7 @@ class LabelModel:
         trace = self.log_likelihood_trace_ or []
         self.converged_ = False
         floor = _ACC_CLIP * 1e-3
+        kappa = self.min_accuracy / (1 - self.min_accuracy)
         for it in range(1, self.max_iter + 1):
             new_pi = self._new_pi(w, q)
             rg, rb = w * q, w * (1 - q)
@@ -251,6 +261,8 @@ class LabelModel:
                 k = 3 ** len(g)
                 tg = (np.bincount(code, weights=rg, minlength=k) + s * pg) / (rg.sum() + s)
                 tb = (np.bincount(code, weights=rb, minlength=k) + s * pb) / (rb.sum() + s)
+                if len(g) == 1:  # better than random: each answer likelier under the class it names
+                    tg, tb = _better_than_random(tg, tb, rg.sum() + s, rb.sum() + s, kappa)
                 tg, tb = np.maximum(tg, floor), np.maximum(tb, floor)
                 new_tables.append((g, tg, tb))
                 log_odds += np.log(tg[code]) - np.log(tb[code])
@@ -296,6 +308,46 @@ class LabelModel:
 
     def fit_predict(self, votes: np.ndarray) -> np.ndarray:
         return self.fit(votes).predict_proba(votes)
+
+
+def _ordered_rates(c_a: float, n_a: float, c_b: float, n_b: float, kappa: float) -> tuple[float, float]:
+    """Maximise c_a log a + (n_a-c_a) log(1-a) + c_b log b + (n_b-c_b) log(1-b) subject to a >= kappa*b.
+
+    Two binomial rates (a: the answer's rate under the class it names, b: under the other class). If
+    the free estimates break the order, the optimum lies on a = kappa*b; there the derivative in b is
+    decreasing, so bisection finds it (for kappa = 1 this is the pooled rate).
+    """
+    a, b = c_a / n_a, c_b / n_b
+    if a >= kappa * b:
+        return a, b
+    lo, hi = 0.0, min(1.0, 1.0 / kappa)
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        grad = (c_a + c_b) / mid - kappa * (n_a - c_a) / (1 - kappa * mid) - (n_b - c_b) / (1 - mid)
+        lo, hi = (mid, hi) if grad > 0 else (lo, mid)
+    b = 0.5 * (lo + hi)
+    return kappa * b, b
+
+
+def _set_rate(table: np.ndarray, idx: int, rate: float) -> np.ndarray:
+    """Set one answer's probability, rescaling the others so the table still sums to 1 (their MLE
+    given 'not this answer' is unchanged by the constraint)."""
+    out = table.copy()
+    rest = 1.0 - table[idx]
+    out[idx] = rate
+    others = np.arange(len(table)) != idx
+    out[others] = table[others] * ((1.0 - rate) / rest) if rest > 0 else (1.0 - rate) / others.sum()
+    return out
+
+
+def _better_than_random(tg: np.ndarray, tb: np.ndarray, n_good: float, n_bad: float,
+                        kappa: float) -> tuple[np.ndarray, np.ndarray]:
+    """Project one function's (+1, -1, abstain) tables onto P(+1|good) >= kappa P(+1|bad) and
+    P(-1|bad) >= kappa P(-1|good), by the constrained binomial MLE of each answer in turn."""
+    a, b = _ordered_rates(tg[0] * n_good, n_good, tb[0] * n_bad, n_bad, kappa)
+    tg, tb = _set_rate(tg, 0, a), _set_rate(tb, 0, b)
+    a, b = _ordered_rates(tb[1] * n_bad, n_bad, tg[1] * n_good, n_good, kappa)
+    return _set_rate(tg, 1, b), _set_rate(tb, 1, a)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

@@ -97,6 +97,55 @@ def test_unipolar_functions() -> None:
     assert abs(LabelModel(model="one_coin").fit(votes).class_balance_ - (y == 1).mean()) > 0.05
 
 
+def _hidden_defect(n: int, seen_as_good: float, seed: int):
+    """Four two-sided functions see one defect; 40% of bad items carry a second defect that they
+    miss (they call those items good with probability `seen_as_good`). A one-sided detector votes
+    bad on 90% of those items and on 4% of good items (accuracy ~0.9)."""
+    rng = np.random.default_rng(seed)
+    y = np.where(rng.random(n) < 0.5, 1, -1)
+    hidden = (y == -1) & (rng.random(n) < 0.4)
+    votes = np.zeros((n, 5), dtype=np.int8)
+    for j, (a, c) in enumerate([(0.85, 0.8), (0.8, 0.9), (0.75, 0.7), (0.8, 0.6)]):
+        fires, right = rng.random(n) < c, rng.random(n) < a
+        v = np.where(hidden, np.where(rng.random(n) < seen_as_good, 1, -1), np.where(right, y, -y))
+        votes[:, j] = np.where(fires, v, 0)
+    fires = np.where(hidden, rng.random(n) < 0.9, (y == 1) & (rng.random(n) < 0.04))
+    votes[:, 4] = np.where(fires, -1, 0)
+    return votes, y
+
+
+@pytest.mark.parametrize("seen_as_good", [0.55, 0.6])
+def test_one_sided_function_is_not_flipped(seen_as_good: float) -> None:
+    """The label-flip case: a bad-only detector fires on items the others call good. Without the
+    better-than-random constraint EM explains its votes with the good class (accuracy 0.33 / 0.16,
+    and flagged items' P(good) rises); with it the detector counts as evidence of bad."""
+    votes, y = _hidden_defect(20_000, seen_as_good, seed=7)
+    flagged = votes[:, 4] == -1
+    assert (y[flagged] == -1).mean() > 0.88  # the detector really is ~0.9 accurate
+    lm = LabelModel().fit(votes)
+    assert lm.accuracies_[4] > 0.5
+    assert lm.cond_bad_[4, 1] >= 1.5 * lm.cond_good_[4, 1] - 1e-9  # min_accuracy 0.6: ratio >= 1.5
+    without = LabelModel().fit(votes[:, :4]).predict_proba(votes[:, :4])
+    assert lm.predict_proba(votes)[flagged].mean() < without[flagged].mean() - 0.05
+    # the plain "better than random" bound (0.5) at least stops the flip: the detector is inert
+    lm5 = LabelModel(min_accuracy=0.5).fit(votes)
+    assert lm5.cond_bad_[4, 1] >= lm5.cond_good_[4, 1] - 1e-9
+    assert lm5.predict_proba(votes)[flagged].mean() <= without[flagged].mean() + 1e-6
+
+
+def test_better_than_random_holds_for_every_function() -> None:
+    """After fitting, every ungrouped function's votes are likelier under the class they name; the
+    one-coin accuracies are >= min_accuracy; a bad min_accuracy is refused."""
+    votes, _ = _hidden_defect(5_000, 0.8, seed=3)
+    lm = LabelModel(min_accuracy=0.7).fit(votes)
+    k = 0.7 / 0.3
+    assert (lm.cond_good_[:, 0] >= k * lm.cond_bad_[:, 0] - 1e-9).all()
+    assert (lm.cond_bad_[:, 1] >= k * lm.cond_good_[:, 1] - 1e-9).all()
+    assert (LabelModel(model="one_coin", min_accuracy=0.7).fit(votes).accuracies_ >= 0.7 - 1e-12).all()
+    with pytest.raises(ValueError, match="min_accuracy"):
+        LabelModel(min_accuracy=0.4).fit(votes)
+
+
 def test_bad_votes_are_refused_with_position() -> None:
     with pytest.raises(ValueError, match=r"row 1, labeling function b"):
         check_votes(np.array([[0, 1], [1, 2]]), ["a", "b"])
