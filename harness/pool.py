@@ -374,37 +374,50 @@ def iter_shard_samples(
     stats = stats if stats is not None else SampleStats()
     shard = Path(path).name
     for key, raw in iter_shard_raw(path, stats):
+        sample = sample_from_raw(key, raw, shard, decode_images, stats)
+        if sample is not None:
+            yield sample
+
+
+def sample_from_raw(
+    key: str, raw: dict[str, bytes], shard: str, decode_images: bool, stats: SampleStats
+) -> Sample | None:
+    """One sample from its raw members, with the reader's rules (every engine uses these).
+
+    No json/uid: None, counted as a corrupt sample. Missing or non-UTF-8 caption: "" or U+FFFD,
+    counted as a bad caption. Missing or undecodable image (when decoding): ``image=None``, counted.
+    """
+    try:
+        meta = parse_sample_json(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        stats.corrupt_samples += 1
+        stats.note(f"{shard}/{key}: corrupt sample ({exc})")
+        return None
+    if "txt" not in raw:
+        caption = ""
+        stats.bad_captions += 1
+        stats.note(f"{shard}/{key}: no caption (.txt member); used an empty caption")
+    else:
         try:
-            meta = parse_sample_json(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            stats.corrupt_samples += 1
-            stats.note(f"{shard}/{key}: corrupt sample ({exc})")
-            continue
-        if "txt" not in raw:
-            caption = ""
+            caption = raw["txt"].decode("utf-8")
+        except UnicodeDecodeError:
+            caption = raw["txt"].decode("utf-8", "replace")
             stats.bad_captions += 1
-            stats.note(f"{shard}/{key}: no caption (.txt member); used an empty caption")
+            stats.note(f"{shard}/{key}: caption is not valid UTF-8; undecodable bytes became U+FFFD")
+    image = None
+    if decode_images:
+        img_bytes = next((raw[e] for e in IMAGE_EXTS if e in raw), None)
+        if img_bytes is None:
+            stats.undecodable_images += 1
+            stats.note(f"{shard}/{key}: no image member")
         else:
             try:
-                caption = raw["txt"].decode("utf-8")
-            except UnicodeDecodeError:
-                caption = raw["txt"].decode("utf-8", "replace")
-                stats.bad_captions += 1
-                stats.note(f"{shard}/{key}: caption is not valid UTF-8; undecodable bytes became U+FFFD")
-        image = None
-        if decode_images:
-            img_bytes = next((raw[e] for e in IMAGE_EXTS if e in raw), None)
-            if img_bytes is None:
+                image = decode_image(img_bytes)
+            except Exception as exc:  # PIL raises many types for broken files
                 stats.undecodable_images += 1
-                stats.note(f"{shard}/{key}: no image member")
-            else:
-                try:
-                    image = decode_image(img_bytes)
-                except Exception as exc:  # PIL raises many types for broken files
-                    stats.undecodable_images += 1
-                    stats.note(f"{shard}/{key}: undecodable image ({type(exc).__name__})")
-        stats.samples += 1
-        yield Sample(uid=meta["uid"].lower(), key=key, image=image, caption=caption, meta=meta, shard=shard)
+                stats.note(f"{shard}/{key}: undecodable image ({type(exc).__name__})")
+    stats.samples += 1
+    return Sample(uid=meta["uid"].lower(), key=key, image=image, caption=caption, meta=meta, shard=shard)
 
 
 # ---------------------------------------------------------------------------------------------

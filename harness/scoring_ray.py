@@ -44,9 +44,8 @@ from harness.pool import (
     Pool,
     Sample,
     SampleStats,
-    decode_image,
     iter_shard_raw,
-    parse_sample_json,
+    sample_from_raw,
 )
 
 log = logging.getLogger("harness.scoring_ray")
@@ -210,37 +209,17 @@ class _ShardScorer:
         filt.setup(ctx)
 
     def _sample(self, r: dict[str, Any], notes: list[str]) -> tuple[str, Sample | None]:
-        """(status, sample): the per-sample rules of harness.pool.iter_shard_samples, on raw bytes."""
-        shard, key = r["shard"], r["key"]
-        try:
-            meta = parse_sample_json({"json": r["json"]} if r["json"] is not None else {})
-        except (ValueError, UnicodeDecodeError) as exc:
-            notes.append(f"{shard}/{key}: corrupt sample ({exc})")
+        """(status, sample) under the reader's own rules (harness.pool.sample_from_raw)."""
+        raw = {k: r[k] for k in ("json", "txt") if r[k] is not None}
+        if r["img"] is not None:
+            raw["jpg"] = r["img"]  # the datasource kept the first image member, whatever its extension
+        stats = SampleStats()
+        sample = sample_from_raw(r["key"], raw, r["shard"], self.images, stats)
+        notes.extend(stats.errors)
+        if sample is None:
             return "corrupt", None
-        bad_caption = True
-        if r["txt"] is None:
-            caption = ""
-            notes.append(f"{shard}/{key}: no caption (.txt member); used an empty caption")
-        else:
-            try:
-                caption, bad_caption = r["txt"].decode("utf-8"), False
-            except UnicodeDecodeError:
-                caption = r["txt"].decode("utf-8", "replace")
-                notes.append(f"{shard}/{key}: caption is not valid UTF-8; undecodable bytes became U+FFFD")
-        image = None
-        status = "ok" if not bad_caption else "ok_bad_caption"
-        if self.images:
-            if r["img"] is None:
-                notes.append(f"{shard}/{key}: no image member")
-            else:
-                try:
-                    image = decode_image(r["img"])
-                except Exception as exc:  # PIL raises many types for broken files
-                    notes.append(f"{shard}/{key}: undecodable image ({type(exc).__name__})")
-            if image is None:
-                status = "no_image" if not bad_caption else "no_image_bad_caption"
-        sample = Sample(uid=meta["uid"].lower(), key=key, image=image, caption=caption, meta=meta, shard=shard)
-        return status, sample
+        status = "no_image" if self.images and sample.image is None else "ok"
+        return (status + "_bad_caption" if stats.bad_captions else status), sample
 
     def __call__(self, batch: pa.Table) -> pd.DataFrame:
         from harness.scoring import _check_terms  # the same validation as the local engine
