@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -57,11 +59,8 @@ def test_dfn_model_resolution(tmp_path) -> None:
 
 
 @pytest.fixture(scope="module")
-def world(request):
-    try:
-        return request.getfixturevalue("tiny_world")
-    except pytest.FixtureLookupError:
-        pytest.skip("tests/conftest.py provides no tiny_world fixture yet")
+def world(tiny_world):
+    return Path(tiny_world)  # the shared test world (tests/conftest.py)
 
 
 def test_dfn_separates_clean_from_noise_on_the_tiny_world(world, tmp_path_factory) -> None:

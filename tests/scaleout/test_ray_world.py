@@ -4,7 +4,6 @@ every metadata file, and the shards cut to their first samples so that CPU time 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -21,14 +20,8 @@ SLICE = 48  # samples scored by each engine
 
 
 @pytest.fixture(scope="module")
-def world(request) -> Path:
-    try:
-        return Path(request.getfixturevalue("tiny_world"))
-    except pytest.FixtureLookupError:
-        env = os.environ.get("SCALEOUT_WORLD")  # a world built by `harness world`, while tests/conftest.py has none
-        if env and (Path(env) / "world.json").exists():
-            return Path(env)
-        pytest.skip("tests/conftest.py provides no tiny_world fixture yet (or set SCALEOUT_WORLD=<world dir>)")
+def world(tiny_world):
+    return Path(tiny_world)  # the shared test world (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

@@ -22,11 +22,8 @@ N_PER_GROUP = 120  # text_in_image and clean samples each; keeps the test within
 
 
 @pytest.fixture(scope="module")
-def world(request) -> Path:
-    try:
-        return Path(request.getfixturevalue("tiny_world"))
-    except pytest.FixtureLookupError:
-        pytest.skip("tests/conftest.py has no tiny_world fixture yet")
+def world(tiny_world):
+    return Path(tiny_world)  # the shared test world (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

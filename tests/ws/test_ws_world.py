@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,11 +13,8 @@ from harness.ws.auc_report import format_auc_table, noise_aucs
 
 
 @pytest.fixture(scope="module")
-def world(request):
-    try:
-        return request.getfixturevalue("tiny_world")
-    except pytest.FixtureLookupError:
-        pytest.skip("tests/conftest.py provides no tiny_world fixture yet")
+def world(tiny_world):
+    return Path(tiny_world)  # the shared test world (tests/conftest.py)
 
 
 def test_ws_ranks_clean_above_noise(world, tmp_path_factory) -> None:
