@@ -3,7 +3,6 @@ hundred milliseconds. Scores are rounded to 2 decimals so percent thresholds mee
 
 from __future__ import annotations
 
-import io
 import json
 import tarfile
 from pathlib import Path
@@ -12,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from PIL import Image
+from pool_members import add_member, random_jpeg
 
 ENGLISH = [
     "a photo of a brown dog running on the beach",
@@ -29,19 +28,6 @@ OTHER = [
     "ein rotes Auto steht vor dem Haus",
     "dos gatos durmiendo en un sofá azul",
 ]
-
-
-def _jpeg(rng: np.random.Generator, size: int = 8) -> bytes:
-    arr = rng.integers(0, 255, size=(size, size, 3), dtype=np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="JPEG")
-    return buf.getvalue()
-
-
-def _add(tf: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    tf.addfile(info, io.BytesIO(data))
 
 
 def make_fake_pool(
@@ -92,10 +78,10 @@ def make_fake_pool(
         with tarfile.open(shards / f"{s:08d}.tar", "w") as tf:
             for i in idx:
                 key = f"{s:04d}{i:05d}"
-                img = b"not a jpeg" if i in bad_image_rows else _jpeg(rng)
-                _add(tf, f"{key}.jpg", img)
-                _add(tf, f"{key}.txt", texts[i].encode())
-                _add(tf, f"{key}.json", json.dumps({"uid": uids[i], "key": key}).encode())
+                img = b"not a jpeg" if i in bad_image_rows else random_jpeg(rng)
+                add_member(tf, f"{key}.jpg", img)
+                add_member(tf, f"{key}.txt", texts[i].encode())
+                add_member(tf, f"{key}.json", json.dumps({"uid": uids[i], "key": key}).encode())
         (shards / f"{s:08d}_stats.json").write_text(json.dumps({"successes": len(idx), "count": len(idx)}))
     return df
 

@@ -8,7 +8,6 @@ unchanged: an empty caption, a 10,000-character caption, control characters and 
 
 from __future__ import annotations
 
-import io
 import json
 import tarfile
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from PIL import Image
+from pool_members import add_member, random_jpeg
 
 LONG_CAPTION = ("a very long caption " * 500)[:10_000]
 CONTROL_CAPTION = "tab\there\x00nul\x01\x1b[31mansi\x7f\u200bzero-width\r\nnewline\u2028sep"
@@ -43,18 +42,6 @@ class GenPool:
     @property
     def shards(self) -> list[Path]:
         return sorted((self.root / "shards").glob("*.tar"))
-
-
-def _jpeg(rng: np.random.Generator, size: int = 8) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(rng.integers(0, 255, size=(size, size, 3), dtype=np.uint8)).save(buf, format="JPEG")
-    return buf.getvalue()
-
-
-def _add(tf: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    tf.addfile(info, io.BytesIO(data))
 
 
 def make_pool(
@@ -114,12 +101,12 @@ def make_pool(
         with tarfile.open(shards / f"{s:08d}.tar", "w") as tf:
             for i in idx:
                 key = f"{s:04d}{i:05d}"
-                img = b"\xff\xd8 this is not a jpeg" if i in bad_image_rows else _jpeg(rng)
+                img = b"\xff\xd8 this is not a jpeg" if i in bad_image_rows else random_jpeg(rng)
                 images[uids[i]] = img
-                _add(tf, f"{key}.jpg", img)
+                add_member(tf, f"{key}.jpg", img)
                 if i not in no_txt_rows:
-                    _add(tf, f"{key}.txt", raw_txt.get(i, texts[i].encode("utf-8")))
-                _add(tf, f"{key}.json", json.dumps({"uid": uids[i], "key": key, "caption": texts[i]}).encode())
+                    add_member(tf, f"{key}.txt", raw_txt.get(i, texts[i].encode("utf-8")))
+                add_member(tf, f"{key}.json", json.dumps({"uid": uids[i], "key": key, "caption": texts[i]}).encode())
                 keys.append(key)
                 shard_of.append(s)
         (shards / f"{s:08d}_stats.json").write_text(json.dumps({"successes": len(idx), "count": len(idx)}))

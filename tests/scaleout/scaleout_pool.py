@@ -4,7 +4,6 @@ and an empty shard."""
 
 from __future__ import annotations
 
-import io
 import json
 import tarfile
 from pathlib import Path
@@ -13,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from PIL import Image
+from pool_members import add_member, random_jpeg
 
 CAPTIONS = [
     "a photo of a brown dog running on the beach",
@@ -23,18 +22,6 @@ CAPTIONS = [
     "cute",
     "close up of a yellow flower in the garden",
 ]
-
-
-def _jpeg(rng: np.random.Generator) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(rng.integers(0, 255, size=(8, 8, 3), dtype=np.uint8)).save(buf, format="JPEG")
-    return buf.getvalue()
-
-
-def _add(tf: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    tf.addfile(info, io.BytesIO(data))
 
 
 def make_pool(root: Path, n_files: int = 4, rows: int = 30, n_shards: int = 4, seed: int = 0) -> pd.DataFrame:
@@ -74,15 +61,15 @@ def make_pool(root: Path, n_files: int = 4, rows: int = 30, n_shards: int = 4, s
         with tarfile.open(path, "w") as tf:
             for i in idx:
                 key = f"{s:04d}{i:05d}"
-                img = b"not a jpeg" if i == 3 else _jpeg(rng)  # 3: undecodable, NaN in both engines
+                img = b"not a jpeg" if i == 3 else random_jpeg(rng)  # 3: undecodable, NaN in both engines
                 if i != 7:  # sample 7 has no image member at all
-                    _add(tf, f"{key}.jpg", img)
+                    add_member(tf, f"{key}.jpg", img)
                 if i == 17:  # a caption that is not UTF-8
-                    _add(tf, f"{key}.txt", b"caf\xe9 " + df.text[i].encode())
+                    add_member(tf, f"{key}.txt", b"caf\xe9 " + df.text[i].encode())
                 elif i != 13:  # sample 13 has no caption member
-                    _add(tf, f"{key}.txt", df.text[i].encode())
+                    add_member(tf, f"{key}.txt", df.text[i].encode())
                 uid = {"nouid": True} if i == 11 else {"uid": uids[i]}  # 11: a corrupt sample
-                _add(tf, f"{key}.json", json.dumps({**uid, "key": key}).encode())
+                add_member(tf, f"{key}.json", json.dumps({**uid, "key": key}).encode())
         (shards / f"{s:08d}_stats.json").write_text(json.dumps({"successes": len(idx)}))
         if s == 1:  # truncate shard 1 mid-way: what was read before the break is kept
             data = path.read_bytes()
