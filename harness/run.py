@@ -164,11 +164,10 @@ def _run_locked(cfg: RunConfig, out: Path, pool_dir: Path, models_dir: Path | No
     resharding = _timed(reshard_stage, timings, reshard, pool, subset_path, out / "shards",
                         workers=cfg.workers)
 
+    test_only = {"num_samples": cfg.train_num_samples} if cfg.train_num_samples else {}
     train_stage = Stage(out, "train", {"shards": sha256_file(out / "shards" / "meta.json"),
                                        "recipe": get_recipe(cfg.scale).as_dict(), "seed": cfg.seed,
-                                       "gpus": cfg.gpus,
-                                       **({"num_samples": cfg.train_num_samples} if cfg.train_num_samples else {})})
-    test_only = {"num_samples": cfg.train_num_samples} if cfg.train_num_samples else {}
+                                       "gpus": cfg.gpus, **test_only})
     trained = _timed(train_stage, timings, lambda: {"checkpoint": str(train(
         out / "shards", out / "train", scale=cfg.scale, seed=cfg.seed, gpus=cfg.gpus, **test_only))},
         discard=(out / "train",))
