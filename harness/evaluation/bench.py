@@ -54,7 +54,7 @@ def _comparable(suite: Suite, data: Path) -> Suite:
 
 
 def run_clip_benchmark_per_task(suite: Suite, data: Path, arch: str, ckpt: str, out: Path, device: str,
-                                batch_size: int) -> dict[str, float]:
+                                batch_size: int, num_workers: int = 0) -> dict[str, float]:
     """DataComp-style: one clip_benchmark eval per task, each loading the model again."""
     from clip_benchmark import cli
 
@@ -66,7 +66,7 @@ def run_clip_benchmark_per_task(suite: Suite, data: Path, arch: str, ckpt: str, 
         result = out / f"{t.key.replace('/', '-')}.json"
         argv = ["clip_benchmark", "eval", "--dataset", f"wds/{t.key}", "--dataset_root", str(t.data_dir(data)),
                 "--task", task, "--model", arch, "--pretrained", ckpt, "--output", str(result),
-                "--batch_size", str(batch_size), "--num_workers", "0", "--recall_k", "1", "5", "10"]
+                "--batch_size", str(batch_size), "--num_workers", str(num_workers), "--recall_k", "1", "5", "10"]
         if device == "cpu":
             argv.append("--no_amp")
         old = sys.argv
@@ -139,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, help="data root of the suite (the world's eval/ dir)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--num-workers", type=int, default=0,
+                    help="DataLoader worker processes, the same on both sides (DataComp and clip_benchmark's "
+                         "CLI default to 4)")
     ap.add_argument("--repeats", type=int, default=2, help="alternate the two runners; report each one's best")
     args = ap.parse_args(argv)
 
@@ -166,12 +169,13 @@ def main(argv: list[str] | None = None) -> int:
         ours_s = cb_s = float("inf")
         for r in range(args.repeats):
             t0 = time.perf_counter()
-            evaluate(spec, suite, data, tmp / f"ours{r}", device=args.device, batch_size=args.batch_size)
+            evaluate(spec, suite, data, tmp / f"ours{r}", device=args.device, batch_size=args.batch_size,
+                     num_workers=args.num_workers)
             ours_s = min(ours_s, time.perf_counter() - t0)
             (tmp / f"cb{r}").mkdir()
             t0 = time.perf_counter()
             theirs = run_clip_benchmark_per_task(suite, data, arch, ckpt, tmp / f"cb{r}", args.device,
-                                                 args.batch_size)
+                                                 args.batch_size, args.num_workers)
             cb_s = min(cb_s, time.perf_counter() - t0)
         ours = {json.loads(x)["key"]: json.loads(x)["metrics"]["main_metric"]
                 for x in (tmp / "ours0" / RESULTS_FILE).read_text().splitlines()}
@@ -180,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     n_img = sum(t.size or 0 for t in suite.tasks)
     print(f"Whole-suite zero-shot evaluation, {len(suite.tasks)} webdataset tasks of suite `{suite.name}`"
           f" ({'given model' if args.model else 'synthetic data, random CLIP'}; device {args.device}, "
-          f"batch {args.batch_size}{f', {n_img} images' if n_img else ''}).\n")
+          f"batch {args.batch_size}, {args.num_workers} DataLoader workers on both sides"
+          f"{f', {n_img} images' if n_img else ''}).\n")
     print(f"| runner | wall time (s), best of {args.repeats} |\n|---|---|")
     print(f"| harness evaluate (model loaded once) | {ours_s:.2f} |")
     print(f"| clip_benchmark per task, model reloaded each time (DataComp's way) | {cb_s:.2f} |")

@@ -37,14 +37,14 @@ class ClipEncoder:
             return torch.autocast("cuda")
         return contextlib.nullcontext()
 
-    @torch.no_grad()
-    def encode_image_batch(self, items: list, amp: bool = False) -> np.ndarray:
-        x = torch.stack(list(items)).to(self.device)
+    @torch.inference_mode()
+    def encode_image_batch(self, items: list | torch.Tensor, amp: bool = False) -> np.ndarray:
+        x = (items if isinstance(items, torch.Tensor) else torch.stack(list(items))).to(self.device)
         with self._autocast(amp):
             f = self.model.encode_image(x)
         return F.normalize(f.float(), dim=-1).cpu().numpy()
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def encode_texts(self, texts: list[str], amp: bool = True) -> np.ndarray:
         out = []
         for i in range(0, len(texts), self.text_batch_size):

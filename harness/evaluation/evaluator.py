@@ -13,9 +13,9 @@ from harness.stages import atomic_write_text
 
 from .aggregate import aggregate, read_results
 from .encoders import load_encoder
-from .loaders import DataError
+from .loaders import DataError, SuiteStream
 from .metrics import json_safe
-from .runners import RunContext, run_task
+from .runners import RunContext, run_task, wds_job
 from .suites import Suite, load_suite
 
 log = logging.getLogger(__name__)
@@ -82,26 +82,51 @@ def evaluate(
         t0 = time.perf_counter()
         encoder = load_encoder(model_spec, device=device)
         t_load = time.perf_counter() - t0
-        ctx = RunContext(encoder, batch_size=batch_size, num_workers=num_workers)
-        for task in todo:
-            t0 = time.perf_counter()
-            try:
-                metrics = run_task(task, data_root, ctx)
-            except DataError as e:
-                if not partial:
-                    raise
-                failed[task.key] = str(e)
-                log.warning("skipping %s: %s", task.key, e)
-                continue
-            line = result_line(task, metrics)
-            append_line(results_path, line)
-            done[task.key] = line
-            timings[task.key] = time.perf_counter() - t0
-            log.info("%s: %s = %s (%.1fs)", task.name, task.main_metric, line["metrics"]["main_metric"],
-                     timings[task.key])
+        stream, jobs = _suite_stream(todo, data_root, encoder, batch_size, num_workers)
+        ctx = RunContext(encoder, batch_size=batch_size, num_workers=num_workers, stream=stream, jobs=jobs)
+        try:
+            _run_tasks(todo, data_root, ctx, results_path, done, timings, failed, partial)
+        finally:
+            if stream is not None:
+                stream.close()
     summary = aggregate(done, suite, partial=partial)
     summary["eval_seconds"] = {"model_load": t_load, **timings}
     if failed:
         summary["errors"] = failed
     write_json_atomic(out_dir / SUMMARY_FILE, summary)
     return summary
+
+
+def _suite_stream(todo, data_root: Path, encoder, batch_size: int, num_workers: int):
+    """With worker processes: one decode pool for every webdataset task still to run, in run order."""
+    if num_workers <= 0:
+        return None, {}
+    jobs: dict[str, int] = {}
+    plan = []
+    for task in todo:
+        job = wds_job(task, data_root)
+        if job is not None:
+            jobs[task.key] = len(plan)
+            plan.append(job)
+    if not plan:
+        return None, {}
+    return SuiteStream(plan, encoder.preprocess, batch_size, num_workers), jobs
+
+
+def _run_tasks(todo, data_root, ctx, results_path, done, timings, failed, partial) -> None:
+    for task in todo:
+        t0 = time.perf_counter()
+        try:
+            metrics = run_task(task, data_root, ctx)
+        except DataError as e:
+            if not partial:
+                raise
+            failed[task.key] = str(e)
+            log.warning("skipping %s: %s", task.key, e)
+            continue
+        line = result_line(task, metrics)
+        append_line(results_path, line)
+        done[task.key] = line
+        timings[task.key] = time.perf_counter() - t0
+        log.info("%s: %s = %s (%.1fs)", task.name, task.main_metric, line["metrics"]["main_metric"],
+                 timings[task.key])

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 import torch.utils.data as tud
 from PIL import Image
 
@@ -104,13 +105,12 @@ class ReadStats:
             self.reasons.append(why)
 
 
-def iter_wds_samples(shards: list[Path], need: tuple[str, ...], stats: ReadStats | None = None) -> Iterator[dict]:
-    """Samples of the given shards, in order: {"__key__", "image", and each field in ``need``}.
+def iter_wds_raw(shards: list[Path]) -> Iterator[tuple[Path, str, dict[str, bytes]]]:
+    """(shard, key, {ext: bytes}) for each sample of the given shards, in order, undecoded.
 
-    ``need`` names fields other than the image ("cls", "txt", "npy"). A sample with no image, a
-    missing needed field, or a member that fails to decode is skipped and counted in ``stats``.
+    Members are grouped by key the way webdataset does (consecutive members sharing the name up
+    to the first dot of the base name). An unreadable tar raises DataError naming it.
     """
-    stats = stats if stats is not None else ReadStats()
     for shard in shards:
         try:
             with tarfile.open(shard, "r|*") as tar:
@@ -126,18 +126,27 @@ def iter_wds_samples(shards: list[Path], need: tuple[str, ...], stats: ReadStats
                     key, ext = prefix + base.split(".", 1)[0], base.split(".", 1)[1].lower()
                     if key != current:
                         if current is not None:
-                            s = _assemble(current, raw, need, shard, stats)
-                            if s is not None:
-                                yield s
+                            yield shard, current, raw
                         current, raw = key, {}
                     f = tar.extractfile(member)
                     raw[ext] = f.read() if f is not None else b""
                 if current is not None:
-                    s = _assemble(current, raw, need, shard, stats)
-                    if s is not None:
-                        yield s
+                    yield shard, current, raw
         except tarfile.TarError as e:
             raise DataError(f"{shard}: unreadable tar ({e})") from e
+
+
+def iter_wds_samples(shards: list[Path], need: tuple[str, ...], stats: ReadStats | None = None) -> Iterator[dict]:
+    """Samples of the given shards, in order: {"__key__", "image", and each field in ``need``}.
+
+    ``need`` names fields other than the image ("cls", "txt", "npy"). A sample with no image, a
+    missing needed field, or a member that fails to decode is skipped and counted in ``stats``.
+    """
+    stats = stats if stats is not None else ReadStats()
+    for shard, key, raw in iter_wds_raw(shards):
+        s = _assemble(key, raw, need, shard, stats)
+        if s is not None:
+            yield s
 
 
 def _assemble(key: str, raw: dict[str, bytes], need: tuple[str, ...], shard: Path, stats: ReadStats) -> dict | None:
@@ -202,6 +211,153 @@ class _ShardStream(tud.IterableDataset):
         for s in iter_wds_samples(mine, self.need):
             s["image"] = self.preprocess(s["image"])
             yield s
+
+
+# ---------------------------------------------------------------- one decode pool for a whole suite
+
+
+@dataclass(frozen=True)
+class StreamJob:
+    """The webdataset part of one task: its shards and the fields its runner needs."""
+
+    shards: tuple[Path, ...]
+    need: tuple[str, ...]
+
+
+def _identity(x: Any) -> Any:
+    return x
+
+
+class _SuiteBatches(tud.IterableDataset):
+    """Every job's batches in one stream, dealt batch by batch to the DataLoader workers.
+
+    All workers walk every tar (reading is cheap next to decoding) and so agree on a global batch
+    number ``g``; worker ``w`` decodes and yields only the batches with ``g % n == w``. Batches are
+    ``batch_size`` consecutive samples of one job (the last one of a job may be shorter), exactly
+    the batches the per-task loop makes. A tar error ends its job with an error entry.
+    """
+
+    def __init__(self, jobs: list[StreamJob], preprocess: Callable[[Image.Image], Any], batch_size: int):
+        self.jobs, self.preprocess, self.batch_size = jobs, preprocess, batch_size
+
+    def __iter__(self) -> Iterator[dict]:
+        info = tud.get_worker_info()
+        w, n = (0, 1) if info is None else (info.id, info.num_workers)
+        g = 0
+        for j, job in enumerate(self.jobs):
+            group: list[tuple[Path, str, dict[str, bytes]]] = []
+            count = 0
+            try:
+                for item in iter_wds_raw(list(job.shards)):
+                    if g % n == w:
+                        group.append(item)
+                    count += 1
+                    if count == self.batch_size:
+                        if g % n == w:
+                            yield self._batch(g, j, job, group)
+                        g, group, count = g + 1, [], 0
+                if count:
+                    if g % n == w:
+                        yield self._batch(g, j, job, group)
+                    g += 1
+            except DataError as e:
+                if g % n == w:
+                    yield {"g": g, "job": j, "error": str(e)}
+                g += 1
+
+    def _batch(self, g: int, j: int, job: StreamJob, group) -> dict:
+        stats = ReadStats()
+        samples = []
+        for shard, key, raw in group:
+            s = _assemble(key, raw, job.need, shard, stats)
+            if s is not None:
+                s["image"] = self.preprocess(s["image"])
+                samples.append(s)
+        images = [s.pop("image") for s in samples]
+        if images and all(isinstance(x, torch.Tensor) and x.shape == images[0].shape for x in images):
+            images = torch.stack(images)  # one shared-memory block to send instead of one per sample
+        return {"g": g, "job": j, "samples": samples, "images": images, "read": stats.samples,
+                "skipped": stats.skipped, "reasons": stats.reasons}
+
+
+class SuiteStream:
+    """One persistent pool of decode workers for a whole suite.
+
+    The per-task loop (clip_benchmark, DataComp) starts a DataLoader per task: its workers fork,
+    fill the pipeline, and drain at the end of every task, while the model waits; a one-shard task
+    keeps only one of them busy. Here the workers decode the suite's tasks back to back, so the
+    next task's first batches are ready while the current one is still being encoded, and batches
+    (not shards) are dealt to workers. Decoding, preprocessing and batch contents are the same as
+    the per-task loop's; only who decodes and when changes.
+
+    ``batches(j, stats)`` returns job ``j``'s batches in order; jobs must be asked for in
+    increasing order (a skipped job's batches are discarded).
+    """
+
+    def __init__(self, jobs: list[StreamJob], preprocess: Callable[[Image.Image], Any], batch_size: int,
+                 num_workers: int, prefetch_factor: int = 4):
+        if num_workers < 1:
+            raise ValueError("SuiteStream needs at least one worker process")
+        self.jobs = list(jobs)
+        loader = tud.DataLoader(_SuiteBatches(self.jobs, preprocess, batch_size), batch_size=None,
+                                num_workers=num_workers, collate_fn=_identity, prefetch_factor=prefetch_factor)
+        self._it: Iterator[dict] | None = iter(loader)  # forks the workers: decoding starts now
+        self._held: dict[int, dict] = {}  # entries that arrived ahead of their turn, by g
+        self._next_g = 0
+        self._cursor = 0  # lowest job that may still be asked for
+
+    def _peek(self) -> dict | None:
+        while self._next_g not in self._held:
+            if self._it is None:
+                return None
+            try:
+                e = next(self._it)
+            except StopIteration:
+                self.close()
+                return None
+            self._held[e["g"]] = e
+        return self._held[self._next_g]
+
+    def _pop(self) -> None:
+        del self._held[self._next_g]
+        self._next_g += 1
+
+    def can_serve(self, j: int) -> bool:
+        return j >= self._cursor
+
+    def batches(self, j: int, stats: ReadStats | None = None) -> Iterator[list[dict]]:
+        if not self.can_serve(j):
+            raise ValueError(f"job {j} was already passed (next is {self._cursor})")
+        self._cursor = j + 1
+        stats = stats if stats is not None else ReadStats()
+        while (e := self._peek()) is not None and e["job"] <= j:
+            self._pop()
+            if e["job"] < j:
+                continue  # a job whose task did not run (finished, failed, or not a wds task after all)
+            if "error" in e:
+                raise DataError(e["error"])
+            stats.samples += e["read"]
+            for why in e["reasons"]:
+                stats.skip(why)
+            stats.skipped += e["skipped"] - len(e["reasons"])  # reasons are capped per batch
+            images = e["images"]
+            images = list(images.unbind(0)) if isinstance(images, torch.Tensor) else images
+            for s, x in zip(e["samples"], images, strict=True):
+                s["image"] = x
+            if e["samples"]:
+                yield e["samples"]
+
+    def close(self) -> None:
+        it, self._it = self._it, None
+        if it is not None and hasattr(it, "_shutdown_workers"):
+            it._shutdown_workers()
+        self._held.clear()
+
+    def __enter__(self) -> SuiteStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 # ---------------------------------------------------------------- Hugging Face datasets

@@ -6,7 +6,7 @@ Every runner returns the metrics dict of one DataComp result line (before ``main
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,21 +14,26 @@ import numpy as np
 import torch
 
 from . import metrics as M
-from .loaders import DataError, ReadStats, iter_batches, open_hf, open_wds, to_image
+from .loaders import DataError, ReadStats, StreamJob, SuiteStream, iter_batches, open_hf, open_wds, to_image
 from .suites import Task
 
 
 class RunContext:
-    """What the runners share across one suite: the encoder, batch settings and a prompt cache.
+    """What the runners share across one suite: the encoder, batch settings, caches, the decode pool.
 
     Prompt embeddings are cached by text for the whole suite: ImageNet 1k, v2 and Sketch share
     1000 classes x 80 templates, and ImageNet-A/-R/-O reuse subsets of them, so the ImageNet-family
-    classifiers are encoded once instead of six times.
+    classifiers are encoded once instead of six times. A whole classifier is cached by its
+    (classnames, templates). With ``stream`` (a SuiteStream over ``jobs``, task key -> job index)
+    the webdataset tasks read their batches from one decode pool that works ahead across tasks.
     """
 
-    def __init__(self, encoder: Any, batch_size: int = 64, num_workers: int = 0):
+    def __init__(self, encoder: Any, batch_size: int = 64, num_workers: int = 0,
+                 stream: SuiteStream | None = None, jobs: dict[str, int] | None = None):
         self.encoder, self.batch_size, self.num_workers = encoder, batch_size, num_workers
+        self.stream, self.jobs = stream, jobs or {}
         self._prompts: dict[str, np.ndarray] = {}
+        self._classifiers: dict[tuple[tuple[str, ...], tuple[str, ...]], np.ndarray] = {}
 
     def encode_prompts(self, texts: list[str]) -> np.ndarray:
         new = list(dict.fromkeys(t for t in texts if t not in self._prompts))
@@ -37,14 +42,49 @@ class RunContext:
                 self._prompts[t] = f
         return np.stack([self._prompts[t] for t in texts])
 
+    def batches(self, task: Task, shards: list[Path], need: tuple[str, ...], stats: ReadStats) -> Iterator[list[dict]]:
+        """The task's batches: from the suite's decode pool when it holds this task, else read here."""
+        j = self.jobs.get(task.key)
+        if (self.stream is not None and j is not None and self.stream.can_serve(j)
+                and self.stream.jobs[j] == StreamJob(tuple(shards), need)):
+            return self.stream.batches(j, stats)
+        return iter_batches(shards, need, self.encoder.preprocess, self.batch_size, self.num_workers, stats)
+
+
+def wds_job(task: Task, data_root: Path) -> StreamJob | None:
+    """What the task's runner will read from a webdataset (shards, needed fields), or None when it
+    reads no webdataset or its data is not readable (the runner then reports the error itself)."""
+    root = task.data_dir(data_root)
+    kind = task.task
+    if kind not in RUNNERS or kind == "winogavil":
+        return None
+    try:
+        if kind == "zeroshot_retrieval" and not (root / "test" / "nshards.txt").exists():
+            return None  # a Hugging Face copy
+        info = open_wds(root)
+    except (DataError, OSError):
+        return None
+    if kind == "zeroshot_classification":
+        need: tuple[str, ...] = ("txt",) if info.dataset_type == "retrieval" else ("cls",)
+    elif kind == "zeroshot_retrieval":
+        need = ("txt",)
+    elif kind == "fairface":
+        need = ("npy",)
+    else:  # WILDS, Dollar Street, GeoDE
+        need = ("cls", "npy")
+    return StreamJob(tuple(info.shards), need)
+
 
 # ---------------------------------------------------------------- classification core
 
 
 def _classifier(ctx: RunContext, classnames: list[str], templates: list[str]) -> np.ndarray:
-    texts = [t.format(c=c) for c in classnames for t in templates]
-    feats = ctx.encode_prompts(texts)
-    return M.class_weights(feats.reshape(len(classnames), len(templates), -1))
+    key = (tuple(classnames), tuple(templates))
+    if key not in ctx._classifiers:
+        texts = [t.format(c=c) for c in classnames for t in templates]
+        feats = ctx.encode_prompts(texts)
+        ctx._classifiers[key] = M.class_weights(feats.reshape(len(classnames), len(templates), -1))
+    return ctx._classifiers[key]
 
 
 def classify_wds(task: Task, root: Path, ctx: RunContext, need_meta: bool = False, k: int = 5) -> dict[str, Any]:
@@ -56,7 +96,7 @@ def classify_wds(task: Task, root: Path, ctx: RunContext, need_meta: bool = Fals
     need = ("cls", "npy") if need_meta else ("cls",)
     stats = ReadStats()
     topk, labels, metas = [], [], []
-    for batch in iter_batches(info.shards, need, ctx.encoder.preprocess, ctx.batch_size, ctx.num_workers, stats):
+    for batch in ctx.batches(task, info.shards, need, stats):
         feats = ctx.encoder.encode_image_batch([s["image"] for s in batch], amp=False)
         logits = M.zeroshot_logits(feats, weights)
         topk.append(M.topk_predictions(logits, k).numpy())
@@ -127,7 +167,7 @@ def run_fairface(task: Task, root: Path, ctx: RunContext) -> dict:
     stats = ReadStats()
     preds: dict[str, list[np.ndarray]] = {h: [] for h in M.FAIRFACE_HEADS}
     metas = []
-    for batch in iter_batches(info.shards, ("npy",), ctx.encoder.preprocess, ctx.batch_size, ctx.num_workers, stats):
+    for batch in ctx.batches(task, info.shards, ("npy",), stats):
         feats = ctx.encoder.encode_image_batch([s["image"] for s in batch], amp=False)
         for h in M.FAIRFACE_HEADS:
             preds[h].append(M.zeroshot_logits(feats, weights[h]).argmax(dim=1).numpy())
@@ -170,7 +210,7 @@ def run_wds_retrieval(task: Task, root: Path, ctx: RunContext) -> dict:
     """clip_benchmark retrieval webdataset (dataset_type.txt = retrieval): .txt holds one caption a line."""
     info = open_wds(root)
     stats = ReadStats()
-    batches = iter_batches(info.shards, ("txt",), ctx.encoder.preprocess, ctx.batch_size, ctx.num_workers, stats)
+    batches = ctx.batches(task, info.shards, ("txt",), stats)
     pairs = ((s["image"], s["txt"].splitlines()) for b in batches for s in b)
     return _with_skips(_retrieval(ctx, pairs), stats.skipped)
 

@@ -25,10 +25,12 @@ def test_suite_yaml_matches_reference(datacomp_suite):
     assert s.task("retrieval/mscoco_2014_5k_test_image_text_retrieval").main_metric == "mean_recall@1"
 
 
-def test_whole_suite_end_to_end(tmp_path, fabricated_datacomp, datacomp_suite):
+@pytest.mark.parametrize("workers", [0, 2])
+def test_whole_suite_end_to_end(tmp_path, fabricated_datacomp, datacomp_suite, workers):
+    """Also through one decode pool for the whole suite (workers=2): the same lines, in suite order."""
     data_root, expect = fabricated_datacomp
     out = tmp_path / "run"
-    summary = evaluate(LookupEncoder(), "datacomp", data_root, out)
+    summary = evaluate(LookupEncoder(), "datacomp", data_root, out, num_workers=workers)
     lines = [json.loads(x) for x in (out / "eval_results.jsonl").read_text().splitlines()]
     assert [x["key"] for x in lines] == [t.key for t in datacomp_suite]
     assert [x["dataset"] for x in lines] == [t.name for t in datacomp_suite]
