@@ -334,7 +334,30 @@ def percent_threshold(scores: np.ndarray, percent: float) -> float:
     if idx >= m:  # 100%, or the index lands among the NaNs: keep every scored row
         return float(finite.min())
     k = m - 1 - idx  # descending position idx == ascending position m-1-idx
-    return float(np.partition(finite, k)[k])
+    return float(kth_smallest(finite, k))
+
+
+def kth_smallest(a: np.ndarray, k: int) -> Any:
+    """``np.partition(a, k)[k]`` (a without NaN) without copying all of a large array.
+
+    A strided sample brackets the k-th value; only the values inside the bracket are copied and
+    partitioned. The answer is exact either way: when the bracket misses (odd data), the whole
+    array is partitioned.
+    """
+    m = len(a)
+    if m <= 1 << 20:
+        return np.partition(a, k)[k]
+    step = m // 65536
+    sample = np.sort(a[::step])
+    at = k * (len(sample) - 1) // (m - 1)
+    margin = 2048  # ~8 standard deviations of a 64K-sample quantile
+    low = sample[max(0, at - margin)]
+    high = sample[min(len(sample) - 1, at + margin)]
+    below = int(np.count_nonzero(a < low))
+    band = a[(a >= low) & (a <= high)]
+    if below <= k < below + len(band) and len(band) < m // 4:
+        return np.partition(band, k - below)[k - below]
+    return np.partition(a, k)[k]
 
 
 def compare(scores: np.ndarray, cmp: str, value: float) -> np.ndarray:

@@ -12,6 +12,7 @@ A uid is 32 hex characters; DataComp stores it as ``np.dtype("u8,u8")`` = (high 
 
 from __future__ import annotations
 
+import binascii
 import contextlib
 import hashlib
 import io
@@ -32,12 +33,11 @@ UID_DTYPE = np.dtype("u8,u8")
 FEATURE_KEYS = ("b32_img", "b32_txt", "l14_img", "l14_txt")
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
 
-# two ASCII hex characters (read as one little-endian uint16) -> their byte; 0xFFFF marks invalid
-_HEX_DIGITS = [(c, v) for v, c in enumerate(b"0123456789abcdef")] + [(c, 10 + v) for v, c in enumerate(b"ABCDEF")]
-_HEX2 = np.full(65536, 0xFFFF, dtype=np.uint16)
-for _c1, _v1 in _HEX_DIGITS:
-    for _c2, _v2 in _HEX_DIGITS:
-        _HEX2[_c1 | (_c2 << 8)] = (_v1 << 4) | _v2
+# which ASCII bytes are hex digits (either case, as int(uid, 16) and binascii accept): names a bad uid
+_IS_HEX = np.zeros(256, dtype=bool)
+_IS_HEX[np.frombuffer(b"0123456789abcdefABCDEF", dtype=np.uint8)] = True
+# the 16 decoded bytes of a uid, read as two big-endian words: uid[:16] is the high word
+_BE_WORDS = np.dtype(">u8")
 
 
 class PoolError(ValueError):
@@ -48,19 +48,31 @@ class PoolError(ValueError):
 # uid helpers
 
 
-def _hex_bytes_to_array(buf: np.ndarray, where: str) -> np.ndarray:
-    """(n, 32) uint8 ASCII hex -> u8,u8 array; invalid characters are an error naming the uid."""
+def _bad_uid(where: str, uid: Any, row: int) -> PoolError:
+    return PoolError(f"{where}: uid {uid!r} (row {row}) is not 32 hexadecimal characters")
+
+
+def _hex_bytes_to_array(
+    buf: np.ndarray, where: str, first_row: int = 0, out: np.ndarray | None = None
+) -> np.ndarray:
+    """(n, 32) uint8 ASCII hex -> u8,u8 array (written into ``out`` when given); invalid characters
+    are an error naming the uid and its row (``first_row`` = the row of ``buf[0]`` in ``where``).
+
+    binascii decodes the whole buffer in one C loop (no per-uid Python objects, no lookup tables);
+    the 16 bytes of each uid are then two big-endian words, swapped to native in one pass.
+    """
+    buf = np.ascontiguousarray(buf, dtype=np.uint8)
     n = buf.shape[0]
-    pairs = _HEX2[np.ascontiguousarray(buf).view("<u2")]  # (n, 16): one byte value per character pair
-    if n and pairs.max() == 0xFFFF:
-        row = int(np.nonzero((pairs == 0xFFFF).any(axis=1))[0][0])
-        bad = bytes(buf[row]).decode("ascii", "replace")
-        raise PoolError(f"{where}: uid {bad!r} (row {row}) is not 32 hexadecimal characters")
-    # 8 bytes read big-endian -> one u64 (uid[:16] is the high word)
-    words = pairs.astype(np.uint8).view(">u8").reshape(n, 2)
-    out = np.empty(n, dtype=UID_DTYPE)
-    out["f0"] = words[:, 0]
-    out["f1"] = words[:, 1]
+    if out is None:
+        out = np.empty(n, dtype=UID_DTYPE)
+    if n == 0:
+        return out
+    try:
+        raw = binascii.unhexlify(buf.reshape(-1))
+    except binascii.Error:
+        row = int(np.nonzero(~_IS_HEX[buf].all(axis=1))[0][0])
+        raise _bad_uid(where, bytes(buf[row]).decode("ascii", "replace"), first_row + row) from None
+    np.copyto(out.view(np.uint64), np.frombuffer(raw, dtype=_BE_WORDS))
     return out
 
 
@@ -69,17 +81,14 @@ def uids_to_array(uids: Iterable[str] | pa.Array | pa.ChunkedArray, where: str =
 
     Vectorised over Arrow string buffers (no per-uid Python work); ``where`` names the source in errors.
     """
-    if isinstance(uids, pa.ChunkedArray):
-        parts = [uids_to_array(c, where) for c in uids.chunks]
-        return np.concatenate(parts) if parts else np.empty(0, dtype=UID_DTYPE)
-    if isinstance(uids, pa.Array):
-        return _arrow_uids(uids, where)
+    if isinstance(uids, pa.ChunkedArray | pa.Array):
+        return uids_into(uids, np.empty(len(uids), dtype=UID_DTYPE), where)
     lst = list(uids)
     if not lst:
         return np.empty(0, dtype=UID_DTYPE)
     for i, u in enumerate(lst):
         if not isinstance(u, str) or len(u) != 32:
-            raise PoolError(f"{where}: uid {u!r} (row {i}) is not 32 hexadecimal characters")
+            raise _bad_uid(where, u, i)
     try:
         raw = "".join(lst).encode("ascii")
     except UnicodeEncodeError as exc:
@@ -87,27 +96,40 @@ def uids_to_array(uids: Iterable[str] | pa.Array | pa.ChunkedArray, where: str =
     return _hex_bytes_to_array(np.frombuffer(raw, dtype=np.uint8).reshape(-1, 32), where)
 
 
-def _arrow_uids(arr: pa.Array, where: str) -> np.ndarray:
+def uids_into(col: pa.ChunkedArray | pa.Array, out: np.ndarray, where: str = "uids") -> np.ndarray:
+    """Convert a uid column into ``out`` (a u8,u8 array of the same length, e.g. a slice of a larger
+    one); returns ``out``. Errors name ``where`` and the row in the column."""
+    if out.dtype != UID_DTYPE or len(out) != len(col):
+        raise ValueError(f"{where}: need a {UID_DTYPE} array of {len(col)} rows, got {out.dtype} x {len(out)}")
+    start = 0
+    for chunk in col.chunks if isinstance(col, pa.ChunkedArray) else [col]:
+        _arrow_uids(chunk, where, start, out[start : start + len(chunk)])
+        start += len(chunk)
+    return out
+
+
+def _arrow_uids(arr: pa.Array, where: str, first_row: int, out: np.ndarray) -> np.ndarray:
     n = len(arr)
     if n == 0:
-        return np.empty(0, dtype=UID_DTYPE)
+        return out
     if arr.null_count:
         row = int(np.nonzero(arr.is_null().to_numpy(zero_copy_only=False))[0][0])
-        raise PoolError(f"{where}: uid is null at row {row}")
+        raise PoolError(f"{where}: uid is null at row {first_row + row}")
     if pa.types.is_string(arr.type) or pa.types.is_binary(arr.type):
         off_dtype = np.int32
     elif pa.types.is_large_string(arr.type) or pa.types.is_large_binary(arr.type):
         off_dtype = np.int64
     else:
-        return uids_to_array([str(x) for x in arr.to_pylist()], where)
+        out[:] = uids_to_array([str(x) for x in arr.to_pylist()], where)
+        return out
     _, off_buf, data_buf = arr.buffers()
     offsets = np.frombuffer(off_buf, dtype=off_dtype)[arr.offset : arr.offset + n + 1]
     lengths = np.diff(offsets)
     if (lengths != 32).any():
         row = int(np.nonzero(lengths != 32)[0][0])
-        raise PoolError(f"{where}: uid {arr[row].as_py()!r} (row {row}) is not 32 hexadecimal characters")
+        raise _bad_uid(where, arr[row].as_py(), first_row + row)
     data = np.frombuffer(data_buf, dtype=np.uint8)[offsets[0] : offsets[-1]]
-    return _hex_bytes_to_array(data.reshape(n, 32), where)
+    return _hex_bytes_to_array(data.reshape(n, 32), where, first_row, out)
 
 
 def _uid_byte_view(arr: pa.Array, where: str) -> np.ndarray | None:
@@ -143,7 +165,7 @@ def uids_at(col: pa.ChunkedArray, rows: np.ndarray, where: str = "uids") -> np.n
             if view is None:  # odd lengths or nulls: let the general path name the bad uid
                 parts.append(uids_to_array(chunk.take(pa.array(local)), where))
             else:
-                parts.append(_hex_bytes_to_array(view[local], where))
+                parts.append(_hex_bytes_to_array(np.take(view, local, axis=0), where))
         start += n
     return np.concatenate(parts) if parts else np.empty(0, dtype=UID_DTYPE)
 
@@ -161,22 +183,55 @@ def uid_to_pair(uid: str) -> tuple[int, int]:
     return divmod(int(uid, 16), 2**64)
 
 
-def sort_uids(arr: np.ndarray) -> np.ndarray:
-    """Sort a ``u8,u8`` array by (high, low), as ``ndarray.sort()`` does, but fast.
+def sort_uids(arr: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """``arr`` (or ``arr[rows]``) sorted by (high, low), as ``ndarray.sort()`` sorts a ``u8,u8`` array.
 
-    Sorting on the high word alone is enough unless two rows share it (rare for random uids);
-    only then fall back to a lexicographic sort.
+    ``rows`` is a boolean mask over ``arr`` or row numbers (repeats allowed). A plain sort of uint64
+    keys is several times faster than an argsort, so each key is the high word with its lowest bits
+    replaced by the row number: sorted, the keys give the order by the high word's top bits, and the
+    row numbers come back out of them. Rows whose keys share those top bits (a few for random uids,
+    all of them at worst) are then put in (high, low) order among themselves. Few and reused
+    temporaries: on a large pool, fresh memory costs more than the sort.
     """
+    arr = np.asarray(arr)
+    if arr.dtype != UID_DTYPE:
+        raise PoolError(f"expected dtype {UID_DTYPE}, got {arr.dtype}")
+    if rows is None:
+        idx = np.arange(len(arr), dtype=np.int64)
+    else:
+        rows = np.asarray(rows)
+        if rows.dtype == bool:
+            if rows.shape != arr.shape:
+                raise IndexError(f"mask of {rows.shape} for {arr.shape} uids")
+            idx = np.flatnonzero(rows).astype(np.int64, copy=False)
+        else:
+            idx = np.array(rows, dtype=np.int64)  # a copy: its memory is reused below
+            if len(idx) and (idx.min() < 0 or idx.max() >= len(arr)):
+                raise IndexError(f"row numbers outside 0..{len(arr) - 1}")
+    m = len(idx)
+    if m < 2:
+        return np.take(arr, idx)
     hi, lo = arr["f0"], arr["f1"]
-    order = np.argsort(hi)
-    shi = hi[order]
-    if len(shi) > 1 and (shi[1:] == shi[:-1]).any():
-        order = np.lexsort((lo, hi))
-        shi = hi[order]
-    out = np.empty(len(arr), dtype=UID_DTYPE)  # gather the plain words: faster than a structured take
-    out["f0"] = shi
-    out["f1"] = lo[order]
-    return out
+    low = np.uint64((1 << max(1, (len(arr) - 1).bit_length())) - 1)
+    keys = hi[idx]
+    keys &= ~low
+    keys |= idx.view(np.uint64)
+    keys.sort()
+    scratch = idx.view(np.uint64)  # the row numbers are in the keys now
+    np.bitwise_xor(keys[1:], keys[:-1], out=scratch[1:])
+    same = scratch[1:] <= low  # same top bits as the left neighbour
+    keys &= low
+    order = keys.view(np.int64)  # row numbers, sorted by the high words' top bits
+    if same.any():
+        left = np.zeros(m, dtype=bool)  # equals its left neighbour
+        left[1:] = same
+        in_run = left.copy()
+        in_run[:-1] |= same
+        pos = np.nonzero(in_run)[0]
+        run_id = np.cumsum(~left[pos])  # a run starts where an element differs from its left neighbour
+        sub = order[pos]
+        order[pos] = sub[np.lexsort((lo[sub], hi[sub], run_id))]
+    return np.take(arr, order)  # one 16-byte gather per row: faster than gathering each word
 
 
 def is_sorted_uids(arr: np.ndarray) -> bool:
@@ -464,7 +519,7 @@ class Pool:
             raise PoolError(f"{root}: not a DataComp pool (no metadata/ directory)")
         self.sample_stats = SampleStats()
         self._uids: np.ndarray | None = None  # u8,u8 uids, converted once on demand
-        self._uid_strings: pa.ChunkedArray | None = None  # the uid column, kept by the first full pass
+        self._uid_strings: pa.ChunkedArray | None = None  # the uid column, once uid_strings() read it
 
     def __repr__(self) -> str:
         return f"Pool({str(self.root)!r})"
@@ -540,7 +595,9 @@ class Pool:
         """One MetadataBatch per metadata file: ``uid`` + cols, and the npz arrays aligned row for row."""
         cols = list(dict.fromkeys(["uid", *cols]))
         offset = 0
-        uid_parts: list[pa.ChunkedArray] | None = [] if self._uid_strings is None else None
+        # the first full pass converts every uid once, into one array that uids() then returns (16 bytes
+        # a row; holding the strings instead would take 36, and fresh memory is much of the pass's cost)
+        all_uids = np.empty(sum(self.file_rows()), dtype=UID_DTYPE) if self._uids is None else None
         for path in self.metadata_files:
             table = self._read_table(path, cols)
             feats: dict[str, np.ndarray] = {}
@@ -560,16 +617,19 @@ class Pool:
                             )
                         feats[k] = arr
             batch = MetadataBatch(table=table, features=feats, path=str(path), offset=offset)
+            if all_uids is not None:
+                try:
+                    part = all_uids[offset : offset + table.num_rows]
+                    batch._uids = uids_into(_uid_column(table, path), part, where=str(path))
+                except (PoolError, ValueError):  # raised where uids are asked for (uids(), batch.uids()), as before
+                    all_uids = None
             yield batch
-            if uid_parts is not None:  # the uid column is read anyway: keep it (zero-copy) for uids()
-                uid_parts.append(_uid_column(table, path))
             offset += table.num_rows
-        if uid_parts is not None and self._uid_strings is None:
-            chunks = [c for part in uid_parts for c in part.chunks]
-            self._uid_strings = pa.chunked_array(chunks) if chunks else pa.chunked_array([], pa.string())
+        if all_uids is not None and offset == len(all_uids):
+            self._uids = all_uids
 
     def uid_strings(self) -> pa.ChunkedArray:
-        """The uid column over every metadata file (kept from the first full pass, or read once)."""
+        """The uid column over every metadata file (read once, then kept)."""
         if self._uid_strings is None:
             chunks = [c for p in self.metadata_files for c in _uid_column(self._read_table(p, ["uid"]), p).chunks]
             self._uid_strings = pa.chunked_array(chunks) if chunks else pa.chunked_array([], pa.string())
@@ -579,16 +639,19 @@ class Pool:
         """Every uid as ``u8,u8`` in metadata order (16 bytes per row).
 
         Kept for the life of this Pool object: a Pool describes the files as they were when read.
+        Converted by the first full metadata pass, or here file by file (no strings kept).
         """
         if self._uids is None:
-            parts, offset = [], 0
             files = self.metadata_files
             rows = self.file_rows()
-            col = self.uid_strings()
+            out = np.empty(sum(rows), dtype=UID_DTYPE)
+            offset = 0
             for path, n in zip(files, rows, strict=True):  # per file, so an error names the file
-                parts.append(uids_to_array(col.slice(offset, n), where=str(path)))
+                col = (self._uid_strings.slice(offset, n) if self._uid_strings is not None
+                       else _uid_column(self._read_table(path, ["uid"]), path))
+                uids_into(col, out[offset : offset + n], where=str(path))
                 offset += n
-            self._uids = np.concatenate(parts) if parts else np.empty(0, dtype=UID_DTYPE)
+            self._uids = out
         return self._uids
 
     def validate(self, uids: np.ndarray | None = None) -> np.ndarray:

@@ -16,7 +16,7 @@ import numpy as np
 
 from harness import expressions
 from harness.plugins import ScoringContext, get_filter, instantiate
-from harness.pool import UID_DTYPE, Pool, sort_uids, uids_at
+from harness.pool import UID_DTYPE, Pool, is_sorted_uids, sort_uids
 from harness.stages import atomic_path
 
 SUBSET_NPY = "subset.npy"
@@ -29,11 +29,12 @@ def _atomic_write_bytes(path: Path, write) -> None:
 
 
 def save_subset(path: str | Path, uids: np.ndarray) -> None:
-    """np.save a u8,u8 array (sorted here) atomically."""
+    """np.save a u8,u8 array (sorted here unless it already is) atomically."""
     arr = np.asarray(uids)
     if arr.dtype != UID_DTYPE:
         raise ValueError(f"subset must have dtype {UID_DTYPE}, got {arr.dtype}")
-    arr = sort_uids(arr)
+    if not is_sorted_uids(arr):  # a pass over the words is far cheaper than sorting again
+        arr = sort_uids(arr)
     _atomic_write_bytes(Path(path), lambda f: np.save(f, arr, allow_pickle=False))
 
 
@@ -94,13 +95,23 @@ def select(
         return pool.uids()
 
     result, terms = expressions.evaluate(ast, n, scores, pool_uids)
+    score_info = {
+        name: {
+            "kind": get_filter(name).kind(),
+            "settings": t.record.get("settings"),
+            "model_fingerprint": t.record.get("model_fingerprint"),
+            "cache": str(t.path) if t.path else None,
+            "missing": t.record.get("missing", 0),
+        }
+        for name, t in computed.items()
+    }
+    computed.clear()  # the scores (8 bytes a row per term) are done with: the uid work below reuses their memory
     _validate_once(pool, cache_dir)
-    # convert only the chosen rows' uids (a fraction of the pool) from the uid column
-    rows = np.nonzero(result)[0] if result.dtype == bool else np.repeat(np.arange(n), result.astype(np.int64))
-    uid_col = pool.uid_strings()
-    if len(uid_col) != n:
-        raise ValueError(f"{pool}: {len(uid_col)} uids but {n} metadata rows")
-    chosen = sort_uids(uids_at(uid_col, rows, where=str(pool.metadata_dir)))
+    # the pool's uids were converted once, in the metadata pass (or are read now, when every score was cached)
+    uids = pool.uids()
+    if len(uids) != n:
+        raise ValueError(f"{pool}: {len(uids)} uids but {n} metadata rows")
+    chosen = sort_uids(uids, result if result.dtype == bool else np.repeat(np.arange(n), result.astype(np.int64)))
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -117,16 +128,7 @@ def select(
         "fraction": (len(chosen) / n) if n else 0.0,
         "seed": seed,
         "terms": [t.as_dict() for t in terms],
-        "scores": {
-            name: {
-                "kind": get_filter(name).kind(),
-                "settings": t.record.get("settings"),
-                "model_fingerprint": t.record.get("model_fingerprint"),
-                "cache": str(t.path) if t.path else None,
-                "missing": t.record.get("missing", 0),
-            }
-            for name, t in computed.items()
-        },
+        "scores": score_info,
         "detector": _detector_used(list(filters.values())),
         "subset": SUBSET_NPY,
         "seconds": round(time.perf_counter() - t0, 3),
