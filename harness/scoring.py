@@ -4,11 +4,12 @@
 - model scorers run batched over the shards (tqdm progress), one partial parquet per shard in a
   work directory, so an interrupted run resumes at the next unfinished shard;
 - the finished table is ``<cache_dir>/<scorer>-<key>.parquet``, with ``key`` a hash of
-  (scorer, settings, model fingerprint, pool fingerprint); rows follow the pool's metadata order.
+  (scorer, settings, model fingerprint, pool fingerprint, plugin file hash); rows follow the pool's
+  metadata order.
 
 Score table contract (docs/architecture.md): a ``uid`` column and one float column per term; the
 schema metadata key ``b"harness"`` holds the record as JSON (scorer, settings, model_fingerprint,
-pool_fingerprint, plus kind, rows, missing). A predicate's table has one term, ``keep`` (1.0/0.0).
+pool_fingerprint, code_fingerprint, plus kind, rows, missing). A predicate's table has one term, ``keep`` (1.0/0.0).
 
 NaN is allowed in exactly one case: a sample whose image is missing or undecodable in the shards
 (model scorers) gets NaN in every term, is counted in ``record["missing"]`` and is never selected.
@@ -19,6 +20,7 @@ naming the plugin and the term.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import logging
 import shutil
@@ -90,9 +92,23 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON-able: {o!r}")
 
 
-def cache_key(name: str, settings: dict[str, Any], model_fp: str, pool_fp: str) -> str:
+def code_fingerprint(filt: Filter) -> str:
+    """Hash of the file that defines the plugin's class: editing a plugin invalidates its tables.
+
+    A class with no source file (defined interactively) falls back to its qualified name.
+    """
+    cls = type(filt)
+    try:
+        source = Path(inspect.getsourcefile(cls) or "").read_bytes()
+    except (TypeError, OSError):
+        return f"{cls.__module__}.{cls.__qualname__}"
+    return hashlib.sha256(source).hexdigest()[:16]
+
+
+def cache_key(name: str, settings: dict[str, Any], model_fp: str, pool_fp: str, code_fp: str = "") -> str:
     blob = json.dumps(
-        {"scorer": name, "settings": settings, "model": model_fp, "pool": pool_fp, "v": ENGINE_VERSION},
+        {"scorer": name, "settings": settings, "model": model_fp, "pool": pool_fp, "code": code_fp,
+         "v": ENGINE_VERSION},
         sort_keys=True,
         default=_json_default,
     )
@@ -350,14 +366,16 @@ def _find_rows(sorted_uids: np.ndarray, query: np.ndarray) -> np.ndarray:
 def _record(filt: Filter, ctx: ScoringContext, pool_fp: str) -> dict[str, Any]:
     settings = filt.settings()
     model_fp = _model_fingerprint(filt, ctx)
+    code_fp = code_fingerprint(filt)
     return {
         "scorer": filt.name,
         "settings": settings,
         "model_fingerprint": model_fp,
         "pool_fingerprint": pool_fp,
+        "code_fingerprint": code_fp,
         "kind": type(filt).kind(),
         "terms": list(_term_names(filt)),
-        "key": cache_key(filt.name, settings, model_fp, pool_fp),
+        "key": cache_key(filt.name, settings, model_fp, pool_fp, code_fp),
     }
 
 

@@ -258,3 +258,31 @@ def test_cache_key_follows_settings_and_pool(tmp_path):
     os.utime(f, ns=(1, 1))
     assert score(pool, "basic", ScoringContext(pool=pool), cache).attrs["record"]["cached"] is False
     assert len(list(cache.glob("basic-*.parquet"))) == 2
+
+
+def test_cache_key_follows_the_plugin_file(fake_pool_dir, tmp_path):
+    root, _ = fake_pool_dir
+    f = tmp_path / "edited_filters.py"
+    f.write_text(textwrap.dedent('''
+        from harness.plugins import Needs, Scorer, register
+
+        @register
+        class Wide(Scorer):
+            name = "user_wide_edit"
+            description = "wide images first"
+            needs = Needs(columns=("original_width",))
+            def score_metadata(self, batch, ctx):
+                return {"score": batch.column("original_width").astype(float)}
+    '''))
+    load_plugins([str(f)])
+    pool = Pool(root)
+    cache = tmp_path / "scores"
+    first = score(pool, "user_wide_edit", ScoringContext(pool=pool), cache, progress=False)
+    assert first.attrs["record"]["cached"] is False
+    assert score(pool, "user_wide_edit", ScoringContext(pool=pool), cache).attrs["record"]["cached"] is True
+    # the user edits the plugin: its old table must not be served for the new code
+    f.write_text(f.read_text().replace("wide images first", "wide images first (edited)"))
+    again = score(pool, "user_wide_edit", ScoringContext(pool=pool), cache, progress=False)
+    assert again.attrs["record"]["cached"] is False
+    assert again.attrs["record"]["code_fingerprint"] != first.attrs["record"]["code_fingerprint"]
+    plugins.unregister("user_wide_edit")
