@@ -24,13 +24,30 @@ def _mix(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
+def _mix_inplace(x: np.ndarray, tmp: np.ndarray) -> None:
+    """``x[:] = _mix(x)`` with one scratch array instead of six temporaries."""
+    for shift, mult in ((30, _M1), (27, _M2), (31, None)):
+        np.right_shift(x, np.uint64(shift), out=tmp)
+        x ^= tmp
+        if mult is not None:
+            x *= mult
+
+
 def uid_uniform(uids: np.ndarray, seed: int) -> np.ndarray:
-    """A uniform [0, 1) number per u8,u8 uid, fixed by (seed, uid)."""
-    s = np.uint64(seed % 2**64)
+    """A uniform [0, 1) number per u8,u8 uid, fixed by (seed, uid):
+    ``mix(mix(f0 ^ mix(seed + golden)) ^ f1) >> 11``, scaled by 2**-53 (``mix``: splitmix64's finaliser).
+    """
     with np.errstate(over="ignore"):
-        h = _mix(uids["f0"] ^ _mix(np.full(len(uids), s, dtype=np.uint64) + _GOLDEN))
-        h = _mix(h ^ uids["f1"])
-    return (h >> np.uint64(11)).astype(np.float64) * (1.0 / 2**53)
+        key = _mix(np.array([np.uint64(seed % 2**64) + _GOLDEN], dtype=np.uint64))[0]  # the same for every uid
+        h = uids["f0"] ^ key
+        tmp = np.empty_like(h)
+        _mix_inplace(h, tmp)
+        h ^= uids["f1"]
+        _mix_inplace(h, tmp)
+    h >>= np.uint64(11)
+    out = h.astype(np.float64)
+    out *= 1.0 / 2**53
+    return out
 
 
 @register

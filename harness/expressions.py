@@ -337,20 +337,20 @@ def percent_threshold(scores: np.ndarray, percent: float) -> float:
     return float(kth_smallest(finite, k))
 
 
-def kth_smallest(a: np.ndarray, k: int) -> Any:
+def kth_smallest(a: np.ndarray, k: int, small: int = 1 << 20) -> Any:
     """``np.partition(a, k)[k]`` (a without NaN) without copying all of a large array.
 
     A strided sample brackets the k-th value; only the values inside the bracket are copied and
     partitioned. The answer is exact either way: when the bracket misses (odd data), the whole
-    array is partitioned.
+    array is partitioned. Arrays of at most ``small`` values are partitioned whole.
     """
     m = len(a)
-    if m <= 1 << 20:
+    if m <= max(small, 1):
         return np.partition(a, k)[k]
-    step = m // 65536
+    step = max(1, m // 65536)
     sample = np.sort(a[::step])
     at = k * (len(sample) - 1) // (m - 1)
-    margin = 2048  # ~8 standard deviations of a 64K-sample quantile
+    margin = 2048  # sample positions; a 64K sample's quantile error is about 120
     low = sample[max(0, at - margin)]
     high = sample[min(len(sample) - 1, at + margin)]
     below = int(np.count_nonzero(a < low))
