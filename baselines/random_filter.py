@@ -33,14 +33,23 @@ def _mix_inplace(x: np.ndarray, tmp: np.ndarray) -> None:
             x *= mult
 
 
-def uid_uniform(uids: np.ndarray, seed: int) -> np.ndarray:
+def uid_uniform(uids: np.ndarray, seed: int, scratch: list[np.ndarray] | None = None) -> np.ndarray:
     """A uniform [0, 1) number per u8,u8 uid, fixed by (seed, uid):
     ``mix(mix(f0 ^ mix(seed + golden)) ^ f1) >> 11``, scaled by 2**-53 (``mix``: splitmix64's finaliser).
+
+    ``scratch`` (a list, filled here) keeps two work arrays between calls: on a large pool, fresh
+    memory for every file costs more than the hashing.
     """
+    n = len(uids)
+    if scratch is not None and scratch and len(scratch[0]) >= n:
+        h, tmp = scratch[0][:n], scratch[1][:n]
+    else:
+        h, tmp = np.empty(n, dtype=np.uint64), np.empty(n, dtype=np.uint64)
+        if scratch is not None:
+            scratch[:] = [h, tmp]
     with np.errstate(over="ignore"):
         key = _mix(np.array([np.uint64(seed % 2**64) + _GOLDEN], dtype=np.uint64))[0]  # the same for every uid
-        h = uids["f0"] ^ key
-        tmp = np.empty_like(h)
+        np.bitwise_xor(uids["f0"], key, out=h)
         _mix_inplace(h, tmp)
         h ^= uids["f1"]
         _mix_inplace(h, tmp)
@@ -61,6 +70,7 @@ class RandomScorer(Scorer):
     def __init__(self, seed: int = 0, **options):
         super().__init__(seed=int(seed), **options)
         self.seed = int(seed)
+        self._scratch: list[np.ndarray] = []  # work arrays reused from file to file
 
     def score_metadata(self, batch: MetadataBatch, ctx: ScoringContext) -> dict[str, np.ndarray]:
-        return {"score": uid_uniform(batch.uids(), self.seed)}
+        return {"score": uid_uniform(batch.uids(), self.seed, self._scratch)}
