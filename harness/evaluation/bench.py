@@ -53,6 +53,31 @@ def _comparable(suite: Suite, data: Path) -> Suite:
     return Suite(name=suite.name, tasks=tasks, path=suite.path)
 
 
+def truncated_copy(suite: Suite, data: Path, out: Path, n: int) -> Path:
+    """The first ``n`` samples of every task, member bytes unchanged, in one shard (for slow models)."""
+    import shutil
+    import tarfile
+
+    from .loaders import iter_wds_raw, open_wds
+
+    for t in suite.tasks:
+        src, dst = t.data_dir(data), t.data_dir(out)
+        (dst / "test").mkdir(parents=True, exist_ok=True)
+        for f in ("classnames.txt", "zeroshot_classification_templates.txt", "dataset_type.txt"):
+            if (src / f).exists():
+                shutil.copy(src / f, dst / f)
+        with tarfile.open(dst / "test" / "0.tar", "w") as tar:
+            for i, (_, key, raw) in enumerate(iter_wds_raw(open_wds(src).shards)):
+                if i == n:
+                    break
+                for ext, payload in raw.items():
+                    info = tarfile.TarInfo(f"{key}.{ext}")
+                    info.size = len(payload)
+                    tar.addfile(info, io.BytesIO(payload))
+        (dst / "test" / "nshards.txt").write_text("1\n")
+    return out
+
+
 def run_clip_benchmark_per_task(suite: Suite, data: Path, arch: str, ckpt: str, out: Path, device: str,
                                 batch_size: int, num_workers: int = 0) -> dict[str, float]:
     """DataComp-style: one clip_benchmark eval per task, each loading the model again."""
@@ -142,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--num-workers", type=int, default=0,
                     help="DataLoader worker processes, the same on both sides (DataComp and clip_benchmark's "
                          "CLI default to 4)")
+    ap.add_argument("--max-per-task", type=int, default=0,
+                    help="time on the first N samples of each task only (for models too slow for the whole suite)")
     ap.add_argument("--repeats", type=int, default=2, help="alternate the two runners; report each one's best")
     args = ap.parse_args(argv)
 
@@ -165,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         if not suite.tasks:
             print(f"no webdataset tasks of suite {args.suite!r} under {data}")
             return 1
+        if args.max_per_task:
+            data = truncated_copy(suite, data, tmp / "truncated", args.max_per_task)
 
         ours_s = cb_s = float("inf")
         for r in range(args.repeats):
@@ -181,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
                 for x in (tmp / "ours0" / RESULTS_FILE).read_text().splitlines()}
 
     diff = max(abs(ours[k] - v) for k, v in theirs.items() if v is not None and ours.get(k) is not None)
-    n_img = sum(t.size or 0 for t in suite.tasks)
+    n_img = sum(min(t.size or 0, args.max_per_task or t.size or 0) for t in suite.tasks)
     print(f"Whole-suite zero-shot evaluation, {len(suite.tasks)} webdataset tasks of suite `{suite.name}`"
           f" ({'given model' if args.model else 'synthetic data, random CLIP'}; device {args.device}, "
           f"batch {args.batch_size}, {args.num_workers} DataLoader workers on both sides"

@@ -290,12 +290,13 @@ class SuiteStream:
     (not shards) are dealt to workers. Decoding, preprocessing and batch contents are the same as
     the per-task loop's; only who decodes and when changes.
 
-    ``batches(j, stats)`` returns job ``j``'s batches in order; jobs must be asked for in
+    ``prefetch_factor`` batches per worker are in flight, the DataLoader default, so the pool holds
+    no more memory than one per-task loader. ``batches(j, stats)`` returns job ``j``'s batches in order; jobs must be asked for in
     increasing order (a skipped job's batches are discarded).
     """
 
     def __init__(self, jobs: list[StreamJob], preprocess: Callable[[Image.Image], Any], batch_size: int,
-                 num_workers: int, prefetch_factor: int = 4):
+                 num_workers: int, prefetch_factor: int = 2):
         if num_workers < 1:
             raise ValueError("SuiteStream needs at least one worker process")
         self.jobs = list(jobs)
