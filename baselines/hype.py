@@ -27,18 +27,38 @@ user passes with ``--model meru=/path/to/hype/ckpt.pt``.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-import torch
 
-from harness.hype import geometry as G
+from harness.hype import DEFAULT_CHUNK
 from harness.plugins import Needs, PluginError, Scorer, ScoringContext, get_filter, register
 from harness.pool import Sample, uids_to_array
 
 NORMALISATIONS = ("zscore", "rank", "none")
 COS_COLUMN = "clip_l14_similarity_score"
+
+
+# torch and the geometry load only when a HYPE scorer runs: loading the plugins (every harness
+# command, and selection over tens of millions of rows) then costs no torch import.
+def _geometry() -> Any:
+    from harness.hype import geometry
+
+    return geometry
+
+
+def _no_grad(fn: Callable) -> Callable:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import torch
+
+        with torch.no_grad():
+            return fn(*args, **kwargs)
+
+    return wrapper
 
 
 def parse_weights(weights: Any, terms: tuple[str, ...]) -> dict[str, float]:
@@ -113,7 +133,7 @@ class HypeScorer(Scorer):
         weights: Any = None,
         reference: str | None = None,
         model_name: str | None = None,
-        chunk: int = G.DEFAULT_CHUNK,
+        chunk: int = DEFAULT_CHUNK,
         normalisation: str | None = None,
         **options: Any,
     ):
@@ -133,8 +153,8 @@ class HypeScorer(Scorer):
             raise PluginError(f"{self.name}: chunk must be positive, got {chunk!r}")
         super().__init__(norm=norm, weights=self.weights, reference=reference, model_name=model_name)
         self._meru = None
-        self._ref_img: torch.Tensor | None = None
-        self._ref_txt: torch.Tensor | None = None
+        self._ref_img: Any = None  # torch.Tensor once set up
+        self._ref_txt: Any = None
         self._cos: tuple[np.ndarray, np.ndarray] | None = None  # (sorted uid keys, values)
 
     # -- loading ------------------------------------------------------------------------------
@@ -167,6 +187,7 @@ class HypeScorer(Scorer):
 
         if self._meru is not None:
             return
+        G = _geometry()
         spec = self._model_spec(ctx)
         self._meru = load_meru(spec, model_name=self.model_name, device=ctx.device)
         img, txt = load_reference_set(self._reference_path(spec), width=self._meru.model.embed_dim)
@@ -196,10 +217,13 @@ class HypeScorer(Scorer):
             raise PluginError(f"{self.name}: sample {uid} is in the shards but not in the metadata ({column})")
         return values[pos_c]
 
-    @torch.no_grad()
+    @_no_grad
     def score_samples(self, samples: list[Sample], ctx: ScoringContext) -> dict[str, np.ndarray]:
         if self._meru is None:
             self.setup(ctx)
+        import torch
+
+        G = _geometry()
         meru = self._meru
         curv = meru.model.curv.detach()
         img_tan = torch.from_numpy(meru.encode_images([s.image for s in samples], ctx.batch_size))
@@ -237,15 +261,19 @@ class HypeImageScorer(HypeScorer):
 
         if self._meru is not None:
             return
+        G = _geometry()
         spec = self._model_spec(ctx)
         self._meru = load_meru(spec, model_name=self.model_name, device=ctx.device)
         _, txt = load_reference_set(self._reference_path(spec), width=self._meru.model.embed_dim)
         self._ref_txt = G.exp_map0(txt.to(ctx.device), self._meru.model.curv.detach().to(ctx.device))
 
-    @torch.no_grad()
+    @_no_grad
     def score_samples(self, samples: list[Sample], ctx: ScoringContext) -> dict[str, np.ndarray]:
         if self._meru is None:
             self.setup(ctx)
+        import torch
+
+        G = _geometry()
         curv = self._meru.model.curv.detach()
         img_tan = torch.from_numpy(self._meru.encode_images([s.image for s in samples], ctx.batch_size))
         img = G.exp_map0(img_tan.to(ctx.device), curv)
@@ -284,7 +312,7 @@ class HypeClusterScorer(HypeScorer):
         order = np.argsort(k, kind="stable")
         return k[order], v[order]
 
-    @torch.no_grad()
+    @_no_grad
     def score_samples(self, samples: list[Sample], ctx: ScoringContext) -> dict[str, np.ndarray]:
         out = super().score_samples(samples, ctx)
         out["c_in"] = self._lookup(self._c_in, samples, "image_based")

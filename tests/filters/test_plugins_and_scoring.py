@@ -286,3 +286,13 @@ def test_cache_key_follows_the_plugin_file(fake_pool_dir, tmp_path):
     assert again.attrs["record"]["cached"] is False
     assert again.attrs["record"]["code_fingerprint"] != first.attrs["record"]["code_fingerprint"]
     plugins.unregister("user_wide_edit")
+
+
+def test_loading_the_plugins_does_not_import_torch():
+    # every harness command loads the plugins; torch costs ~0.5 GB and seconds, and only model scorers need it
+    import subprocess
+    import sys
+
+    code = "import sys; from harness.plugins import load_plugins; load_plugins(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stderr
