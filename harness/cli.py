@@ -273,7 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--partial", action="store_true", help="aggregate even if scored tasks are missing")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--workers", type=int, default=0, help="data-loading processes")
+    p.add_argument("--workers", type=int, default=2,
+                   help="decode processes shared by the whole suite (0: decode in this process)")
 
     for name, fn, text in (("run", cmd_run, "the whole flow for one filter expression, each stage cached"),
                            ("compare", cmd_compare, "run several filters x seeds and write the comparison report")):

@@ -177,7 +177,7 @@ def _run_locked(cfg: RunConfig, out: Path, pool_dir: Path, models_dir: Path | No
                                          "data": str(eval_root), "partial": cfg.partial,
                                          "data_files": _eval_data_fingerprint(suite, eval_root)})
     evaluation = _timed(eval_stage, timings, evaluate, checkpoint, suite, eval_root, out,
-                        device=cfg.device, partial=cfg.partial,
+                        device=cfg.device, partial=cfg.partial, num_workers=cfg.workers,
                         discard=(out / "eval_results.jsonl", out / "eval_summary.json"))
 
     summary = _summary(cfg, out, pool_dir, selection, resharding, evaluation, timings)
