@@ -26,7 +26,7 @@ from .io import atomic_write_text, log
 from .profiles import profile_knobs
 from .reference_models import MODEL_BUILDERS, REQUIRED_MODELS, MissingBuilderError, resolve_builder
 
-WORLD_VERSION = 1
+WORLD_VERSION = 2  # 2: text_in_image letters in the caption colour, larger
 DEFAULT_MODELS: tuple[str, ...] = tuple(MODEL_BUILDERS)  # ref_b32, ref_l14, dfn, meru
 
 

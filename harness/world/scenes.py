@@ -269,13 +269,20 @@ def font(size: int) -> ImageFont.FreeTypeFont:
 
 
 def draw_text_block(img: Image.Image, lines: list[str], rng: np.random.Generator,
-                    size_range: tuple[int, int] = (18, 25)) -> tuple[int, int, int, int]:
-    """Draw `lines` centred at a random spot; returns the pixel box (x0, y0, x1, y1) of the ink."""
+                    size_range: tuple[int, int] = (18, 25),
+                    ink: tuple[int, int, int] | None = None) -> tuple[int, int, int, int]:
+    """Draw `lines` at a random spot; returns the pixel box (x0, y0, x1, y1) of the ink.
+
+    Without `ink` the text is plain and contrasts with the background under it (dark on light).
+    With `ink` (an RGB) the letters are filled with that colour and outlined in a contrasting
+    shade, as on a coloured sign or sticker: the letters themselves then carry the colour word.
+    """
     w, h = img.size
     size = int(rng.integers(size_range[0], size_range[1] + 1))
+    outline = 1 if ink is not None else 0
     while True:
         f = font(size)
-        boxes = [f.getbbox(line) for line in lines]
+        boxes = [f.getbbox(line, stroke_width=outline) for line in lines]
         tw = max(b[2] - b[0] for b in boxes)
         line_h = max(b[3] for b in boxes) + 2
         th = line_h * len(lines)
@@ -284,13 +291,16 @@ def draw_text_block(img: Image.Image, lines: list[str], rng: np.random.Generator
         size -= 2
     x = int(rng.integers(3, max(4, w - tw - 2)))
     y = int(rng.integers(3, max(4, h - th - 2)))
-    dark = rng.random() < 0.7
-    colour = _jitter((25, 25, 25) if dark else (250, 250, 250), rng, 20)
+    # the shade that contrasts with the background under the block (readable, detectable)
+    under = np.asarray(img.convert("L").crop((x, y, min(w, x + tw), min(h, y + th))), dtype=np.float64)
+    dark = float(under.mean()) >= 110 if under.size else True
+    shade = _jitter((25, 25, 25) if dark else (245, 245, 245), rng, 20)
+    fill = _jitter(ink, rng, 18) if ink is not None else shade
     draw = ImageDraw.Draw(img)
     x0, y0, x1, y1 = w, h, 0, 0
     for i, line in enumerate(lines):
         ly = y + i * line_h
-        draw.text((x, ly), line, font=f, fill=colour)
-        b = draw.textbbox((x, ly), line, font=f)
+        draw.text((x, ly), line, font=f, fill=fill, stroke_width=outline, stroke_fill=shade)
+        b = draw.textbbox((x, ly), line, font=f, stroke_width=outline)
         x0, y0, x1, y1 = min(x0, b[0]), min(y0, b[1]), max(x1, b[2]), max(y1, b[3])
     return (max(0, x0), max(0, y0), min(w, x1), min(h, y1))

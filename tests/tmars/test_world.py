@@ -104,16 +104,20 @@ def test_text_samples_lose_their_score_clean_keep_theirs(groups, scores):
         "ij,ij->i", clip.encode_images(oracle_masked), txt
     )
     print(f"oracle-box masking drop on text samples: {np.quantile(oracle_drop, [0.1, 0.5, 0.9]).round(3)}")
-    if np.median(oracle_drop) < 0.01:
-        pytest.skip(
-            f"the world's scoring CLIP does not read the rendered text (median score drop when the true "
-            f"text box is masked: {np.median(oracle_drop):.4f}); nothing for T-MARS to remove"
-        )
+    # the world's scoring CLIP reads the rendered words: masking the true text box costs score
+    assert np.median(oracle_drop) >= 0.03
     # text-in-image samples lose most of what their text gave them ...
     assert np.median(text_drop) >= 0.8 * np.median(oracle_drop)
+    # ... which is what ranked them above clean pairs: before masking most outscore the median clean
+    # sample (as text-heavy images do under OpenAI's CLIP); after masking few do
+    above_before = float(np.mean(text["original_score"] > np.median(clean["original_score"])))
+    above_after = float(np.mean(text["masked_score"] > np.median(clean["masked_score"])))
+    print(f"text samples above the clean median: {above_before:.2f} before masking, {above_after:.2f} after")
+    assert above_before >= 0.5
+    assert above_after <= 0.5 * above_before
     # ... and the drop separates them from clean samples (AUC of the drop, text vs clean)
     greater = text_drop[:, None] > clean_drop[None, :]
     ties = text_drop[:, None] == clean_drop[None, :]
     auc = float(np.mean(greater) + 0.5 * np.mean(ties))
     print(f"AUC(drop: text vs clean) = {auc:.3f}")
-    assert auc >= 0.9
+    assert auc >= 0.85
