@@ -97,9 +97,10 @@ def build_world(out: Path, seed: int = 0, profile: str = "default", models: tupl
     existing = _read_json(out / "world.json")
     if existing is not None and existing.get("fingerprint") != fp:
         raise WorldMismatchError(
-            f"{out} already holds a world (seed {existing.get('seed')}, profile {existing.get('profile')!r}, "
-            f"fingerprint {existing.get('fingerprint')}); asked for seed {seed}, profile {profile!r} "
-            f"(fingerprint {fp}). Choose another output directory or delete {out}.")
+            f"{out} already holds a world (generator version {existing.get('version')}, seed {existing.get('seed')}, "
+            f"profile {existing.get('profile')!r}, fingerprint {existing.get('fingerprint')}); asked for version "
+            f"{WORLD_VERSION}, seed {seed}, profile {profile!r} (fingerprint {fp}). Choose another output "
+            f"directory or delete {out}.")
     if (existing is not None and all(m in existing.get("models", {}) and model_done(out, m, fp) for m in names)
             and all(_step_done(out, step, key) for step, key in _data_keys(out, fp).items())):
         log(f"[world] {out}: up to date (seed {seed}, profile {profile})")
