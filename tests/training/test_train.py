@@ -13,7 +13,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 
 import open_clip
 import pytest
@@ -69,9 +68,9 @@ def test_same_seed_gives_identical_weights(reference_run, train_shards, tmp_path
 def test_completed_run_is_not_retrained(reference_run, train_shards):
     before = reference_run.stat().st_mtime_ns
     out = reference_run.parents[2]
-    start = time.perf_counter()
     assert train(train_shards, out, "tiny", seed=0, num_samples=N, research_overrides=MICRO_RUN) == reference_run
-    assert time.perf_counter() - start < 2.0 and reference_run.stat().st_mtime_ns == before
+    # not retrained: the checkpoint is untouched and no second launch was recorded
+    assert reference_run.stat().st_mtime_ns == before
     assert len(read_record(out)["launches"]) == 1
 
 
