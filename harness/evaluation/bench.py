@@ -3,7 +3,9 @@ own entry point run task by task with the model reloaded for each task (what Dat
 evaluate.py does).
 
     python -m harness.evaluation.bench --model <world>/models/ref_b32 --suite tiny --data <world>/eval
-    python -m harness.evaluation.bench            # self-contained: a synthetic suite + a small random CLIP
+    python -m harness.evaluation.bench            # the default world's suite and ref_b32 when the world
+                                                  # exists (make bench builds it first), else a synthetic
+                                                  # suite + a small random CLIP
 
 Both sides run in this process, on the same device, batch size and data; clip_benchmark is driven
 through ``clip_benchmark.cli.main`` with its usual arguments (``eval --dataset wds/<task>
@@ -164,9 +166,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, help="data root of the suite (the world's eval/ dir)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--num-workers", type=int, default=0,
+    ap.add_argument("--num-workers", type=int, default=2,
                     help="DataLoader worker processes, the same on both sides (DataComp and clip_benchmark's "
-                         "CLI default to 4)")
+                         "CLI default to 4; 2 = this project's development machine's cores)")
+    ap.add_argument("--world", type=Path, default=Path(".cache/world-seed0"),
+                    help="used when --model/--data are not given and this world exists")
     ap.add_argument("--max-per-task", type=int, default=0,
                     help="time on the first N samples of each task only (for models too slow for the whole suite)")
     ap.add_argument("--repeats", type=int, default=2, help="alternate the two runners; report each one's best")
@@ -177,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        if not (args.model and args.data) and (args.world / "models" / "ref_b32" / "model.json").is_file():
+            args.model, args.data = str(args.world / "models" / "ref_b32"), args.world
         if args.model and args.data:
             data, spec, suite = args.data, args.model, load_suite(args.suite)
             try:
