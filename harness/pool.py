@@ -578,9 +578,9 @@ class Pool:
             raise PoolError(f"{path}: unreadable parquet ({exc})") from exc
         except _READ_ERRORS as exc:
             raise PoolError(f"{path}: unreadable parquet ({type(exc).__name__}: {exc})") from exc
-        if table.num_rows != self._footer_rows(path):  # what was read must be what the footer promised
-            raise PoolError(f"{path}: damaged parquet ({table.num_rows} rows read, footer says "
-                            f"{self._footer_rows(path)})")
+        promised = self._footer_rows(path)
+        if table.num_rows != promised:  # what was read must be what the footer promised
+            raise PoolError(f"{path}: damaged parquet ({table.num_rows} rows read, footer says {promised})")
         return table
 
     def read_columns(self, cols: Sequence[str]) -> pa.Table:

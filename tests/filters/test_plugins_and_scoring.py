@@ -45,22 +45,26 @@ def test_builtins_are_described():
     assert plugins.failed_plugins() == {}
 
 
-def test_user_plugin_file_outside_the_repo(fake_pool_dir, tmp_path):
-    root, _ = fake_pool_dir
-    f = tmp_path / "elsewhere" / "user_filters.py"
-    f.parent.mkdir()
-    f.write_text(textwrap.dedent('''
-        import numpy as np
+def _width_plugin(path: Path, name: str, description: str, sign: str = "") -> Path:
+    """Write a one-scorer plugin file (score = sign * original_width) outside the repository."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(f'''
         from harness.plugins import Needs, Scorer, register
 
         @register
-        class ShortWidth(Scorer):
-            name = "user_narrow"
-            description = "narrow images first"
+        class WidthScorer(Scorer):
+            name = "{name}"
+            description = "{description}"
             needs = Needs(columns=("original_width",))
             def score_metadata(self, batch, ctx):
-                return {"score": -batch.column("original_width").astype(float)}
+                return {{"score": {sign}batch.column("original_width").astype(float)}}
     '''))
+    return path
+
+
+def test_user_plugin_file_outside_the_repo(fake_pool_dir, tmp_path):
+    root, _ = fake_pool_dir
+    f = _width_plugin(tmp_path / "elsewhere" / "user_filters.py", "user_narrow", "narrow images first", sign="-")
     load_plugins([str(f)])
     load_plugins([str(f)])  # idempotent
     pool = Pool(root)
@@ -262,18 +266,7 @@ def test_cache_key_follows_settings_and_pool(tmp_path):
 
 def test_cache_key_follows_the_plugin_file(fake_pool_dir, tmp_path):
     root, _ = fake_pool_dir
-    f = tmp_path / "edited_filters.py"
-    f.write_text(textwrap.dedent('''
-        from harness.plugins import Needs, Scorer, register
-
-        @register
-        class Wide(Scorer):
-            name = "user_wide_edit"
-            description = "wide images first"
-            needs = Needs(columns=("original_width",))
-            def score_metadata(self, batch, ctx):
-                return {"score": batch.column("original_width").astype(float)}
-    '''))
+    f = _width_plugin(tmp_path / "edited_filters.py", "user_wide_edit", "wide images first")
     load_plugins([str(f)])
     pool = Pool(root)
     cache = tmp_path / "scores"
