@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import binascii
 import contextlib
-import hashlib
 import io
 import json
 import tarfile
@@ -694,11 +693,26 @@ class Pool:
     # -- identity --------------------------------------------------------------------------
 
     def fingerprint(self) -> str:
-        """Hash of names, sizes and mtimes of the metadata and shard files (cheap, no content read)."""
-        h = hashlib.sha256()
-        files = sorted(self.metadata_dir.glob("*.parquet")) + sorted(self.metadata_dir.glob("*.npz"))
-        files += self.shards
-        for p in files:
-            st = p.stat()
-            h.update(f"{p.relative_to(self.root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-        return h.hexdigest()[:16]
+        """Content fingerprint of the metadata: every parquet file's bytes (xxh3, memoised by stat, see
+        `harness.stages.content_digest`) and every npz's zip directory (its members' CRC-32s and sizes,
+        which the writer computed over their full content). What metadata scorers and selection read."""
+        from harness.stages import content_digest, fingerprint
+
+        parts = [[p.name, content_digest(p)] for p in sorted(self.metadata_dir.glob("*.parquet"))]
+        parts += [[p.name, _npz_directory(p)] for p in sorted(self.metadata_dir.glob("*.npz"))]
+        return fingerprint(parts)
+
+    def shards_fingerprint(self) -> str:
+        """Content fingerprint of the shards (what image scorers and resharding read)."""
+        from harness.stages import content_digest, fingerprint
+
+        return fingerprint([[p.relative_to(self.root).as_posix(), content_digest(p)] for p in self.shards])
+
+
+def _npz_directory(path: Path) -> list[list[Any]]:
+    """An npz's members with their CRC-32 and sizes, read from the zip's central directory only."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return [[i.filename, i.CRC, i.file_size] for i in zf.infolist()]
+    except (OSError, zipfile.BadZipFile) as e:
+        raise PoolError(f"{path}: not a readable npz ({e})") from None

@@ -18,14 +18,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import harness.pool
+import harness.reshard
 from harness.stages import (
     Stage,
     atomic_write_json,
+    content_digest,
     fingerprint,
-    fingerprint_files,
     fingerprint_tree,
     run_lock,
-    sha256_file,
+    source_fingerprint,
 )
 
 log = logging.getLogger("harness.run")
@@ -141,40 +143,44 @@ def _run_locked(cfg: RunConfig, out: Path, pool_dir: Path, models_dir: Path | No
     from harness.plugins import ScoringContext
     from harness.pool import Pool
     from harness.reshard import reshard
-    from harness.selection import select
+    from harness.selection import select, selection_inputs
     from harness.training import get_recipe, train
 
     pool = Pool(pool_dir)
-    pool_fp = pool.fingerprint()
-    models_fp = fingerprint_files(p for p in models_dir.rglob("*") if p.is_file()) if models_dir else ""
-    scores_dir = cfg.runs / pool_name(cfg) / "scores"
+    # models that live in the world are part of its content; --model overrides enter through each
+    # filter's score-table identity (its model fingerprint), inside selection_inputs
+    models_fp = fingerprint_tree(models_dir) if models_dir else ""
+    scores_dir = cfg.runs.resolve() / pool_name(cfg) / "scores"
     ctx = ScoringContext(pool=pool, models_dir=models_dir, device=cfg.device,
                          options={**cfg.options, **({"models": cfg.models} if cfg.models else {})},
                          cache_dir=scores_dir, engine=cfg.engine, ray_address=cfg.ray_address,
                          ray_workers=cfg.ray_workers)
     timings: dict[str, float] = {}
 
-    select_stage = Stage(out, "select", {"filter": cfg.filter, "pool": pool_fp, "models": models_fp,
-                                         "options": cfg.options, "models_override": cfg.models,
-                                         "plugins": cfg.plugins, "seed": cfg.seed})
+    select_stage = Stage(out, "select", {**selection_inputs(pool, cfg.filter, ctx, cfg.seed),
+                                         "world_models": models_fp})
     selection = _timed(select_stage, timings, select, pool, cfg.filter, out, ctx, scores_dir, cfg.seed)
     subset_path = out / "subset.npy"
 
-    reshard_stage = Stage(out, "reshard", {"subset": sha256_file(subset_path), "pool": pool_fp})
+    reshard_stage = Stage(out, "reshard", {"subset": content_digest(subset_path), "pool": pool.fingerprint(),
+                                           "shards": pool.shards_fingerprint(),
+                                           "code": source_fingerprint(harness.reshard, harness.pool)})
     resharding = _timed(reshard_stage, timings, reshard, pool, subset_path, out / "shards",
                         workers=cfg.workers)
 
     test_only = {"num_samples": cfg.train_num_samples} if cfg.train_num_samples else {}
-    train_stage = Stage(out, "train", {"shards": sha256_file(out / "shards" / "meta.json"),
+    # the shards are a function of the reshard stage's inputs (its key); meta.json is what it wrote
+    train_stage = Stage(out, "train", {"shards": [reshard_stage.key, content_digest(out / "shards" / "meta.json")],
                                        "recipe": get_recipe(cfg.scale).as_dict(), "seed": cfg.seed,
-                                       "gpus": cfg.gpus, **test_only})
+                                       "gpus": cfg.gpus, "code": training_code_fingerprint(), **test_only})
     trained = _timed(train_stage, timings, lambda: {"checkpoint": str(train(
         out / "shards", out / "train", scale=cfg.scale, seed=cfg.seed, gpus=cfg.gpus, **test_only))},
         discard=(out / "train",))
     checkpoint = Path(trained["checkpoint"])
 
-    eval_stage = Stage(out, "evaluate", {"checkpoint": sha256_file(checkpoint), "suite": suite,
-                                         "data": str(eval_root), "partial": cfg.partial,
+    eval_stage = Stage(out, "evaluate", {"checkpoint": content_digest(checkpoint), "suite": suite,
+                                         "suite_definition": suite_fingerprint(suite),
+                                         "partial": cfg.partial, "code": evaluation_code_fingerprint(),
                                          "data_files": _eval_data_fingerprint(suite, eval_root)})
     evaluation = _timed(eval_stage, timings, evaluate, checkpoint, suite, eval_root, out,
                         device=cfg.device, partial=cfg.partial, num_workers=cfg.workers,
@@ -186,11 +192,48 @@ def _run_locked(cfg: RunConfig, out: Path, pool_dir: Path, models_dir: Path | No
 
 
 def _eval_data_fingerprint(suite: str, eval_root: Path) -> str:
-    """Names, sizes and times of every task's local data: changed evaluation data is re-evaluated."""
+    """Content of every task's local data (names relative to the task directory, never the path)."""
     from harness.evaluation import load_suite
 
     dirs = [(t.key, t.data_dir(eval_root)) for t in load_suite(suite).tasks]
     return fingerprint([[key, fingerprint_tree(d) if d.is_dir() else None] for key, d in dirs])
+
+
+def suite_fingerprint(suite: str) -> str:
+    """The suite's definition file by content (editing tasks/<suite>.yaml re-evaluates)."""
+    from harness.evaluation import load_suite
+
+    path = load_suite(suite).path
+    return content_digest(path) if path is not None else fingerprint(suite)
+
+
+def _library_versions(*names: str) -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in names:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+def training_code_fingerprint() -> str:
+    """The recipe and driver code and the libraries that execute it."""
+    import harness.training
+
+    return fingerprint({"source": source_fingerprint(harness.training),
+                        "libraries": _library_versions("torch", "open_clip_torch", "webdataset")})
+
+
+def evaluation_code_fingerprint() -> str:
+    """The evaluator's code and the libraries whose metrics and loaders it uses."""
+    import harness.evaluation
+
+    return fingerprint({"source": source_fingerprint(harness.evaluation),
+                        "libraries": _library_versions("torch", "open_clip_torch", "clip-benchmark",
+                                                       "webdataset", "datasets")})
 
 
 def _summary(cfg: RunConfig, out: Path, pool_dir: Path, selection: dict[str, Any],
@@ -204,7 +247,7 @@ def _summary(cfg: RunConfig, out: Path, pool_dir: Path, selection: dict[str, Any
         "filter": cfg.filter,
         "scale": cfg.scale,
         "seed": cfg.seed,
-        "pool": str(pool_dir),
+        "pool": str(Path(pool_dir).resolve()),
         "samples": int(len(subset)),
         "unique_samples": unique,
         "uniform": unique == len(subset),
@@ -214,12 +257,12 @@ def _summary(cfg: RunConfig, out: Path, pool_dir: Path, selection: dict[str, Any
         "tasks": evaluation.get("tasks", {}),
         "suite": evaluation.get("suite"),
         "provenance": {
-            "world": str(cfg.world) if cfg.world else None,
+            "world": str(Path(cfg.world).resolve()) if cfg.world else None,
             "selection": selection,
             "reshard": resharding,
             "stage_seconds": timings,
             "train_num_samples": cfg.train_num_samples,  # None for a recipe run
-            "run_dir": str(out),
+            "run_dir": str(out.resolve()),
             "config_fingerprint": fingerprint({"filter": cfg.filter, "scale": cfg.scale, "seed": cfg.seed}),
             "python": sys.version.split()[0],
         },

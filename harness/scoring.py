@@ -363,6 +363,18 @@ def _find_rows(sorted_uids: np.ndarray, query: np.ndarray) -> np.ndarray:
     return pos
 
 
+def pool_input_fingerprint(pool: Pool, filt: Filter) -> str:
+    """What of the pool a filter reads: the metadata, and the shards too for an image/caption scorer."""
+    if isinstance(filt, Scorer) and type(filt).uses_samples():
+        return f"{pool.fingerprint()}+{pool.shards_fingerprint()}"
+    return pool.fingerprint()
+
+
+def score_record(filt: Filter, ctx: ScoringContext) -> dict[str, Any]:
+    """The identity of a filter's score table over ``ctx.pool`` (its ``key`` names the cached table)."""
+    return _record(filt, ctx, pool_input_fingerprint(ctx.pool, filt))
+
+
 def _record(filt: Filter, ctx: ScoringContext, pool_fp: str) -> dict[str, Any]:
     settings = filt.settings()
     model_fp = _model_fingerprint(filt, ctx)
@@ -413,11 +425,10 @@ def compute_many(
         from harness.scoring_ray import RayOptions
 
         ray = RayOptions(address=ray_address, workers=ray_workers)
-    pool_fp = pool.fingerprint()
     results: list[Terms | None] = [None] * len(filters)
     pending: list[tuple[int, Filter, dict[str, Any], Path | None]] = []
     for i, filt in enumerate(filters):
-        record = _record(filt, ctx, pool_fp)
+        record = _record(filt, ctx, pool_input_fingerprint(pool, filt))
         names = _term_names(filt)
         use_cache = cache_dir is not None and getattr(type(filt), "cache", True)
         path = Path(cache_dir) / f"{filt.name}-{record['key']}.parquet" if use_cache else None

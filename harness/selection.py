@@ -63,6 +63,26 @@ def _validate_once(pool: Pool, cache_dir: str | Path | None) -> None:
     _atomic_write_bytes(marker, lambda f: f.write(b"ok\n"))
 
 
+def selection_inputs(pool: Pool, expr: str, ctx: ScoringContext, seed: int = 0) -> dict[str, Any]:
+    """Everything a selection is computed from, by content: the parsed expression, the seed, each
+    filter's score-table identity (its plugin file, options, model weights and the pool's content, see
+    `harness.scoring.score_record`) and the bytes of every ``uids:`` file. A run whose inputs are
+    unchanged keeps its subset; any change re-selects."""
+    from harness.scoring import score_record
+    from harness.stages import content_digest
+
+    ast = expressions.parse(expr)
+    ctx = dataclasses.replace(ctx, pool=pool, seed=seed)
+    filters = {name: score_record(instantiate(name, ctx), ctx)["key"] for name in expressions.scorer_names(ast)}
+    uid_files = {}
+    for atom in expressions.atoms(ast):
+        if isinstance(atom, expressions.UidsAtom):
+            path = Path(atom.path)
+            uid_files[str(path.resolve())] = content_digest(path) if path.is_file() else None
+    return {"expression": str(ast), "seed": seed, "pool": pool.fingerprint(), "filters": filters,
+            "uids_files": uid_files}
+
+
 def select(
     pool: Pool,
     expr: str,

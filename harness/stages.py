@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import shutil
+import sqlite3
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
@@ -79,18 +80,15 @@ def fingerprint(obj: Any) -> str:
 
 
 def fingerprint_files(paths: Iterable[str | os.PathLike[str]]) -> str:
-    """Hash of names, sizes and modification times: cheap, and changes whenever a file is rewritten."""
-    parts = []
-    for p in sorted(Path(x) for x in paths):
-        st = p.stat()
-        parts.append([p.name, st.st_size, st.st_mtime_ns])
-    return fingerprint(parts)
+    """Hash of each file's name and content (see `content_digest`); a path alone never keys anything."""
+    return fingerprint(sorted([Path(p).name, content_digest(p)] for p in paths))
 
 
 def fingerprint_tree(root: str | os.PathLike[str], pattern: str = "*") -> str:
+    """Content fingerprint of every file below `root` (names relative to it), completion records aside."""
     root = Path(root)
-    files = [p for p in root.rglob(pattern) if p.is_file() and RECORD_DIR not in p.parts]
-    return fingerprint_files(files)
+    files = sorted(p for p in root.rglob(pattern) if p.is_file() and RECORD_DIR not in p.parts)
+    return fingerprint([[p.relative_to(root).as_posix(), content_digest(p)] for p in files])
 
 
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
@@ -99,6 +97,89 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
         while block := handle.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+# -- content digests, memoised by the file's full stat -----------------------------------------
+#
+# Keys must follow content, not names or mtimes: `cp -p` rewrites a file and keeps its size and mtime.
+# The one field user space cannot set is the inode's change time (ctime): every write, copy or rename
+# moves it. So a digest is recomputed whenever (device, inode, size, mtime, ctime) differs from the
+# last time, and reused otherwise; a pool rsynced elsewhere is re-read once and keeps its fingerprints
+# (same content), a rewritten file gets a new one. xxh3-128 reads at memory speed (BENCHMARKS.md).
+
+DIGEST_CACHE_ENV = "HARNESS_DIGEST_CACHE"
+_memo: dict[tuple[str, tuple[int, ...]], str] = {}
+
+
+def _digest_db_path() -> Path:
+    explicit = os.environ.get(DIGEST_CACHE_ENV)
+    if explicit:
+        return Path(explicit)
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "datacomp-harness" / "digests.sqlite"
+
+
+def _stat_key(st: os.stat_result) -> tuple[int, ...]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _digest_db() -> sqlite3.Connection | None:
+    """The on-disk memo, or None where it cannot be opened (read-only home): digests are then recomputed."""
+    path = _digest_db_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(path, timeout=30)
+        db.execute("CREATE TABLE IF NOT EXISTS digest (path TEXT PRIMARY KEY, stat TEXT, digest TEXT)")
+        return db
+    except (OSError, sqlite3.Error):
+        return None
+
+
+def content_digest(path: str | os.PathLike[str], chunk: int = 8 << 20) -> str:
+    """xxh3-128 of the file's bytes (hex), memoised while the file's stat (ctime included) is unchanged."""
+    import xxhash
+
+    real = os.path.realpath(path)
+    st = os.stat(real)
+    key = (real, _stat_key(st))
+    if key in _memo:
+        return _memo[key]
+    stat_text = json.dumps(list(key[1]))
+    db = _digest_db()
+    if db is not None:
+        with contextlib.closing(db):
+            try:
+                row = db.execute("SELECT stat, digest FROM digest WHERE path = ?", (real,)).fetchone()
+            except sqlite3.Error:
+                row = None
+            if row is not None and row[0] == stat_text:
+                _memo[key] = row[1]
+                return row[1]
+            digest = _hash_file(real, chunk, xxhash)
+            with contextlib.suppress(sqlite3.Error), db:
+                db.execute("INSERT OR REPLACE INTO digest VALUES (?, ?, ?)", (real, stat_text, digest))
+    else:
+        digest = _hash_file(real, chunk, xxhash)
+    _memo[key] = digest
+    return digest
+
+
+def _hash_file(path: str, chunk: int, xxhash: Any) -> str:
+    h = xxhash.xxh3_128()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def source_fingerprint(*modules: Any) -> str:
+    """Content of the source files of the given modules or packages (every .py below a package):
+    a stage whose code changed is redone."""
+    files: list[Path] = []
+    for module in modules:
+        origin = Path(module.__file__)
+        files += sorted(origin.parent.rglob("*.py")) if origin.name == "__init__.py" else [origin]
+    return fingerprint([[f.name, content_digest(f)] for f in files])
 
 
 class Stage:

@@ -109,15 +109,32 @@ def test_iter_samples_skips_and_counts_corruption(tmp_path):
     assert [s.image.size for s in samples if s.image is not None][0] == (8, 8)
 
 
-def test_fingerprint_tracks_files(tmp_path):
+def test_fingerprint_follows_content_not_names_or_times(tmp_path):
+    """Keys follow bytes: a touched file keeps its fingerprint, a `cp -p`-style rewrite (same size and
+    mtime, other bytes) changes it, and the shards have a fingerprint of their own."""
     make_fake_pool(tmp_path, n_files=1, rows=4, n_shards=1)
     pool = Pool(tmp_path)
-    fp = pool.fingerprint()
+    fp, shards_fp = pool.fingerprint(), pool.shards_fingerprint()
     assert fp == Pool(tmp_path).fingerprint()
-    stats = tmp_path / "shards" / "00000000.tar"
-    st = stats.stat()
-    os.utime(stats, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    shard = tmp_path / "shards" / "00000000.tar"
+    st = shard.stat()
+    os.utime(shard, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert (pool.fingerprint(), pool.shards_fingerprint()) == (fp, shards_fp)
+
+    parquet = next((tmp_path / "metadata").glob("*.parquet"))
+    st = parquet.stat()
+    data = bytearray(parquet.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, other content
+    parquet.write_bytes(bytes(data))
+    os.utime(parquet, ns=(st.st_atime_ns, st.st_mtime_ns))  # and the old mtime, as cp -p leaves it
+    assert parquet.stat().st_size == st.st_size and parquet.stat().st_mtime_ns == st.st_mtime_ns
     assert pool.fingerprint() != fp
+    assert pool.shards_fingerprint() == shards_fp
+
+    data = bytearray(shard.read_bytes())
+    data[700] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    assert pool.shards_fingerprint() != shards_fp
 
 
 def test_world_dir_is_accepted(tmp_path):

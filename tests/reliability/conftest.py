@@ -63,3 +63,25 @@ def registered() -> Iterator[Callable[[type], type]]:
     yield add
     for name in names:
         unregister(name)
+
+
+@pytest.fixture
+def counting(registered) -> None:
+    from rel_stand_ins import CaptionLength, CountingColumn
+
+    registered(CountingColumn)
+    registered(CaptionLength)
+    CountingColumn.calls = CaptionLength.calls = 0
+
+
+@pytest.fixture
+def fake_stages(monkeypatch):
+    from rel_stand_ins import FakeStages
+
+    import harness.evaluation
+    import harness.training
+
+    fake = FakeStages()
+    monkeypatch.setattr(harness.training, "train", fake.train)
+    monkeypatch.setattr(harness.evaluation, "evaluate", fake.evaluate)
+    return fake

@@ -1,16 +1,14 @@
 """Item 5: a cache whose input changed since is recomputed, never reused: score tables (pool files, model
 file) and run stages (select, reshard, train, evaluate).
 
-Fingerprints of input files are (name, size, mtime_ns), as documented in harness.stages / Pool.fingerprint:
-rewriting a file changes them. The run-stage tests use stand-ins for train and evaluate that keep the real
+Fingerprints of input files are their content (harness.stages.content_digest / Pool.fingerprint):
+rewriting a file with other bytes changes them. The run-stage tests use stand-ins for train and evaluate that keep the real
 modules' resume contracts (a complete training run in the output dir is returned as is; evaluation skips
 tasks already in eval_results.jsonl), so they show what the orchestration must do when an input changes.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import tarfile
@@ -20,54 +18,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from rel_stand_ins import CaptionLength, CountingColumn
 from reliability_pool import GenPool
 
-from harness.plugins import Needs, Scorer, ScoringContext
+from harness.plugins import ScoringContext
 from harness.pool import Pool
 from harness.scoring import compute_terms
-
-
-class CountingColumn(Scorer):
-    """A cached metadata scorer over clip_l14_similarity_score that counts its calls."""
-
-    name = "rel_counting_column"
-    needs = Needs(columns=("clip_l14_similarity_score",))
-    default_percent = 30.0
-    calls = 0
-
-    def score_metadata(self, batch, ctx):
-        CountingColumn.calls += 1
-        return {"score": batch.column("clip_l14_similarity_score").astype(float)}
-
-
-class CaptionLength(Scorer):
-    """A shard scorer: caption length; its model file is part of its fingerprint."""
-
-    name = "rel_counting_captions"
-    needs = Needs(captions=True, models=("probe",))
-    default_percent = 30.0
-    calls = 0
-
-    def fingerprint(self, ctx):
-        return hashlib.sha256(Path(ctx.model_path("probe")).read_bytes()).hexdigest()[:16]
-
-    def score_samples(self, samples, ctx):
-        CaptionLength.calls += 1
-        scale = float(Path(ctx.model_path("probe")).read_text())
-        return {"score": np.array([scale * len(s.caption) for s in samples])}
 
 
 def _bump(path: Path) -> None:
     """Make sure a rewrite is visible even on a coarse-mtime filesystem."""
     st = path.stat()
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
-
-
-@pytest.fixture
-def counting(registered):
-    registered(CountingColumn)
-    registered(CaptionLength)
-    CountingColumn.calls = CaptionLength.calls = 0
 
 
 def test_metadata_score_table_is_reused_until_a_metadata_file_changes(gen_pool, tmp_path, counting):
@@ -142,59 +104,6 @@ def test_unreadable_or_foreign_cached_table_is_recomputed(damage, gen_pool, tmp_
 
 # ------------------------------------------------------------------------------------------------
 # run stages
-
-
-class FakeStages:
-    """train/evaluate stand-ins with the real modules' resume contracts; count their calls."""
-
-    def __init__(self) -> None:
-        self.train_calls = 0
-        self.eval_calls = 0
-
-    def train(self, shards_dir: Path, out_dir: Path, scale: str, seed: int = 0, gpus: int = 0, **kw) -> Path:
-        self.train_calls += 1
-        out_dir = Path(out_dir)
-        ck = out_dir / "checkpoints" / "epoch_latest.pt"
-        if (out_dir / "complete").exists():  # harness.training.train: a complete run is returned as is
-            return ck
-        h = hashlib.sha256()  # what training reads: member names and bytes (tar headers hold times)
-        for tar in sorted(Path(shards_dir).glob("*.tar")):
-            with tarfile.open(tar) as tf:
-                for m in tf.getmembers():
-                    h.update(m.name.encode() + tf.extractfile(m).read())
-        ck.parent.mkdir(parents=True, exist_ok=True)
-        ck.write_text(h.hexdigest())
-        (out_dir / "complete").write_text("")
-        return ck
-
-    def evaluate(self, checkpoint: Path, suite: str, data_root: Path, out_dir: Path, device: str = "cpu",
-                 partial: bool = False, num_workers: int = 0) -> dict:
-        self.eval_calls += 1
-        results = Path(out_dir) / "eval_results.jsonl"
-        done = {}
-        if results.exists():  # harness.evaluation.evaluate skips tasks already in eval_results.jsonl
-            done = {json.loads(x)["key"]: json.loads(x) for x in results.read_text().splitlines()}
-        metric = int(Path(checkpoint).read_text()[:8], 16) / 16**8
-        for key in ("task_a", "task_b"):
-            if key not in done:
-                line = {"key": key, "dataset": key, "metrics": {"main_metric": metric}}
-                with results.open("a") as f:
-                    f.write(json.dumps(line) + "\n")
-                done[key] = line
-        avg = float(np.mean([v["metrics"]["main_metric"] for v in done.values()]))
-        return {"aggregates": {"Average": avg}, "tasks": {k: v["metrics"] for k, v in done.items()},
-                "suite": suite, "partial": False, "missing_tasks": []}
-
-
-@pytest.fixture
-def fake_stages(monkeypatch) -> FakeStages:
-    import harness.evaluation
-    import harness.training
-
-    fake = FakeStages()
-    monkeypatch.setattr(harness.training, "train", fake.train)
-    monkeypatch.setattr(harness.evaluation, "evaluate", fake.evaluate)
-    return fake
 
 
 def _run(pool: GenPool, runs: Path):

@@ -14,7 +14,7 @@ import pytest
 
 from harness.plugins import ScoringContext, instantiate
 from harness.pool import Pool
-from harness.scoring import _record, _term_names, compute_many, read_score_table, score
+from harness.scoring import _term_names, compute_many, read_score_table, score, score_record
 
 METADATA_FILTERS = ["clip_b32", "clip_l14", "basic", "image_based", "random", "no_filter"]
 
@@ -101,7 +101,7 @@ def test_ray_resumes_from_finished_shards(ray_local, scaleout_world, tmp_path):
     ctx = _ctx(root)
     reference = score(ctx.pool, "scaleout_pixels", ctx, None, progress=False)
     filt = instantiate("scaleout_pixels", ctx)
-    key = _record(filt, ctx, ctx.pool.fingerprint())["key"]
+    key = score_record(filt, ctx)["key"]
     work = tmp_path / f"scaleout_pixels-{key}.work"
     work.mkdir()
     done = ctx.pool.shards[2]  # pretend shard 2 was finished, with marked values
