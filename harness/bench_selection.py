@@ -107,6 +107,34 @@ print(json.dumps({"seconds": dt, "kept": info["kept"], "rss_after_imports_mb": r
 """
 
 
+_FINGERPRINT = """
+import json, os, resource, sys, time
+os.environ["HARNESS_DIGEST_CACHE"] = sys.argv[2]
+from harness.pool import Pool
+t = time.perf_counter()
+fp = Pool(sys.argv[1]).fingerprint()
+print(json.dumps({"seconds": time.perf_counter() - t, "fingerprint": fp,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def bench_fingerprint(root: Path, repeat: int) -> dict:
+    """The pool's content fingerprint beside reading its parquet files whole: cold (no digest memo, every
+    byte hashed) and warm (memo present: one stat per file), fresh processes, best of ``repeat``."""
+    import tempfile
+
+    cold, warm, floor = [], [], []
+    for _ in range(repeat):
+        with tempfile.TemporaryDirectory() as tmp:
+            memo = str(Path(tmp) / "digests.sqlite")
+            floor.append(_child(_FLOOR, str(root), "uid,clip_b32_similarity_score,clip_l14_similarity_score"))
+            cold.append(_child(_FINGERPRINT, str(root), memo))
+            warm.append(_child(_FINGERPRINT, str(root), memo))
+    best = {k: min(r["seconds"] for r in v) for k, v in (("floor", floor), ("cold", cold), ("warm", warm))}
+    best["bytes"] = sum(p.stat().st_size for p in (root / "metadata").glob("*.parquet"))
+    return best
+
+
 def _child(code: str, *args: str) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env)
@@ -219,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
         floor, sel = _pair((str(root), cols), (str(root), expr, str(out), str(cache)), args.repeat)
         rows.append((expr, cols, floor, sel))
         log(f"  floor {floor['all_seconds']} s, select {sel['all_seconds']} s, peak {sel['peak_rss_mb']:.0f} MB")
+    log("pool content fingerprint, cold and warm, beside the floor")
+    fpb = bench_fingerprint(root, args.repeat)
     log(f"resharding {args.reshard_samples} samples with {args.workers} workers")
     rs = bench_reshard(args.dir, args.reshard_samples, args.reshard_shards, args.workers)
 
@@ -232,6 +262,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{sel['kept']:,} |")
     print(f"\nTarget: select within 2x of the floor and under 4096 MB peak. RSS right after the harness's "
           f"imports: {rows[0][3]['rss_after_imports_mb']:.0f} MB.\n")
+    print(f"Pool content fingerprint (xxh3-128 of every parquet byte, {fpb['bytes'] / 2**20:,.0f} MiB): cold "
+          f"{fpb['cold']:.2f} s ({fpb['cold'] / fpb['floor']:.2f}x of reading every column with pyarrow, "
+          f"{fpb['floor']:.2f} s), warm (digest memo present, stat only) {fpb['warm']:.3f} s, best of {args.repeat}.\n")
     print(f"Resharding: {rs['samples']:,} input samples (64x64 JPEGs) in {args.reshard_shards} shards -> "
           f"{rs['output']:,} output samples (30% subset, 10% of it listed twice) in {rs['shards_out']} shards, "
           f"{rs['workers']} workers: {rs['seconds']:.2f} s, **{rs['in_per_s']:,.0f} input samples/s** "
