@@ -142,7 +142,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from harness.evaluation import evaluate
 
     summary = evaluate(args.model, args.suite, args.data, args.out, device=args.device, partial=args.partial,
-                       batch_size=args.batch_size, num_workers=args.workers)
+                       batch_size=args.batch_size, num_workers=args.workers, compat=args.compat)
     print(json.dumps(summary.get("aggregates", {}), indent=2))
     return 0
 
@@ -272,6 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--device", default="cpu")
     p.add_argument("--partial", action="store_true", help="aggregate even if scored tasks are missing")
+    p.add_argument("--compat", choices=["datacomp", "corrected"], default=None,
+                   help="datacomp (default): what DataComp's pinned evaluator computes (FMoW worst region "
+                        "counts 'Other', blank class-name lines dropped); corrected: what it means to compute")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=2,
                    help="decode processes shared by the whole suite (0: decode in this process)")

@@ -35,10 +35,16 @@ class DataError(RuntimeError):
     """A task's local data is missing or malformed (the message names the file)."""
 
 
-def _read_lines(path: Path) -> list[str]:
+def read_lines(path: Path, keep_blank: bool = True) -> list[str]:
+    """Stripped lines of a classnames/templates file (splitlines: no trailing empty line).
+
+    clip-benchmark >= 1.6 keeps blank lines (CLIP_benchmark commit 832e17d, issue #111: CLEVR
+    Distance has a blank class name); clip-benchmark 1.4.0, which DataComp pins, drops them
+    (builder.py ``build_wds_dataset``, lines 630 and 637 at v1.4.0): ``keep_blank=False``.
+    """
     with open(path, encoding="utf-8") as f:
-        # clip_benchmark strips each line and keeps them all (no trailing empty line from splitlines)
-        return [line.strip() for line in f.read().splitlines()]
+        lines = [line.strip() for line in f.read().splitlines()]
+    return lines if keep_blank else [line for line in lines if line]
 
 
 @dataclass
@@ -50,8 +56,10 @@ class WdsInfo:
     dataset_type: str
 
 
-def open_wds(root: Path, split: str = "test") -> WdsInfo:
+def open_wds(root: Path, split: str = "test", compat: str = "datacomp") -> WdsInfo:
+    """A clip_benchmark webdataset's shards and metadata; ``compat`` decides blank lines (compat.py)."""
     root = Path(root)
+    keep_blank = compat == "corrected"
     nfile = root / split / "nshards.txt"
     if not nfile.exists():
         raise DataError(f"{nfile} not found: not a clip_benchmark webdataset (fetch it with download-eval)")
@@ -67,8 +75,8 @@ def open_wds(root: Path, split: str = "test") -> WdsInfo:
     return WdsInfo(
         root=root,
         shards=shards,
-        classnames=_read_lines(cfile) if cfile.exists() else None,
-        templates=_read_lines(tfile) if tfile.exists() else None,
+        classnames=read_lines(cfile, keep_blank) if cfile.exists() else None,
+        templates=read_lines(tfile, keep_blank) if tfile.exists() else None,
         dataset_type=dfile.read_text().strip().lower() if dfile.exists() else "classification",
     )
 

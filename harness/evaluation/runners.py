@@ -26,11 +26,14 @@ class RunContext:
     classifiers are encoded once instead of six times. A whole classifier is cached by its
     (classnames, templates). With ``stream`` (a SuiteStream over ``jobs``, task key -> job index)
     the webdataset tasks read their batches from one decode pool that works ahead across tasks.
+    ``compat`` is the evaluation's compatibility mode (compat.py).
     """
 
     def __init__(self, encoder: Any, batch_size: int = 64, num_workers: int = 0,
-                 stream: SuiteStream | None = None, jobs: dict[str, int] | None = None):
+                 stream: SuiteStream | None = None, jobs: dict[str, int] | None = None,
+                 compat: str = "datacomp"):
         self.encoder, self.batch_size, self.num_workers = encoder, batch_size, num_workers
+        self.compat = compat
         self.stream, self.jobs = stream, jobs or {}
         self._prompts: dict[str, np.ndarray] = {}
         self._classifiers: dict[tuple[tuple[str, ...], tuple[str, ...]], np.ndarray] = {}
@@ -89,7 +92,7 @@ def _classifier(ctx: RunContext, classnames: list[str], templates: list[str]) ->
 
 def classify_wds(task: Task, root: Path, ctx: RunContext, need_meta: bool = False, k: int = 5) -> dict[str, Any]:
     """Zero-shot classification over a webdataset: top-k predictions, labels, optional metadata."""
-    info = open_wds(root)
+    info = open_wds(root, compat=ctx.compat)
     if not info.classnames or not info.templates:
         raise DataError(f"{root}: classnames.txt and zeroshot_classification_templates.txt are required")
     weights = _classifier(ctx, info.classnames, info.templates)
@@ -138,7 +141,7 @@ def run_wilds(kind: str) -> Callable[[Task, Path, RunContext], dict]:
         elif kind == "camelyon17":
             out.update(M.camelyon17_metrics(pred, y, md))
         elif kind == "fmow":
-            out.update(M.fmow_metrics(pred, y, md))
+            out.update(M.fmow_metrics(pred, y, md, compat=ctx.compat))
         elif kind == "dollar_street":
             out.update(M.dollar_street_metrics(r["topk"], y, md))
         elif kind == "geode":
@@ -150,7 +153,7 @@ def run_wilds(kind: str) -> Callable[[Task, Path, RunContext], dict]:
 
 def run_fairface(task: Task, root: Path, ctx: RunContext) -> dict:
     """Four zero-shot heads; classnames/templates are "<head>:<text>" lines; labels in the .npy."""
-    info = open_wds(root)
+    info = open_wds(root, compat=ctx.compat)
     if not info.classnames or not info.templates:
         raise DataError(f"{root}: classnames.txt and zeroshot_classification_templates.txt are required")
     heads: dict[str, dict[str, list[str]]] = defaultdict(lambda: {"classnames": [], "templates": []})
