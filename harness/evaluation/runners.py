@@ -14,7 +14,18 @@ import numpy as np
 import torch
 
 from . import metrics as M
-from .loaders import DataError, ReadStats, StreamJob, SuiteStream, iter_batches, open_hf, open_wds, to_image
+from .loaders import (
+    HF_CACHE_DIR,
+    DataError,
+    ReadStats,
+    StreamJob,
+    SuiteStream,
+    hf_cache_entry,
+    iter_batches,
+    open_hf,
+    open_wds,
+    to_image,
+)
 from .suites import Task
 
 
@@ -54,10 +65,21 @@ class RunContext:
         return iter_batches(shards, need, self.encoder.preprocess, self.batch_size, self.num_workers, stats)
 
 
+def task_data_path(task: Task, data_root: Path) -> Path:
+    """Where a task's data is read from: its ``source.path`` under ``data_root`` when that exists;
+    for a Hugging Face task otherwise DataComp's datasets cache entry
+    ``<data_root>/hf_cache/<namespace>___<name>`` (download_evalsets.py lines 36-41 write it with
+    ``load_dataset(source.hub, split="test", cache_dir=<data_root>/hf_cache)``)."""
+    root = task.data_dir(data_root)
+    if root.exists() or task.source.format != "hf" or not task.source.hub:
+        return root
+    return hf_cache_entry(Path(data_root) / HF_CACHE_DIR, task.source.hub) or root
+
+
 def wds_job(task: Task, data_root: Path) -> StreamJob | None:
     """What the task's runner will read from a webdataset (shards, needed fields), or None when it
     reads no webdataset or its data is not readable (the runner then reports the error itself)."""
-    root = task.data_dir(data_root)
+    root = task_data_path(task, data_root)
     kind = task.task
     if kind not in RUNNERS or kind == "winogavil":
         return None
@@ -260,7 +282,10 @@ RUNNERS: dict[str, Callable[[Task, Path, RunContext], dict]] = {
 
 
 def run_task(task: Task, data_root: Path, ctx: RunContext) -> dict:
-    root = task.data_dir(data_root)
+    root = task_data_path(task, data_root)
     if not root.exists():
-        raise DataError(f"task {task.key} ({task.name}): {root} not found")
+        also = ""
+        if task.source.format == "hf" and task.source.hub:
+            also = f" (nor {task.source.hub} in the datasets cache {Path(data_root) / HF_CACHE_DIR})"
+        raise DataError(f"task {task.key} ({task.name}): {root} not found{also}")
     return RUNNERS[task.task](task, root, ctx)
