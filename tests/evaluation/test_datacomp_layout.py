@@ -195,3 +195,23 @@ def test_plan_uses_datacomps_folders(tmp_path, datacomp_suite):
     assert by["misc/winogavil"].entry == tmp_path / "hf_cache" / "nlphuji___winogavil"
     assert by["fairness/geode"].entry == tmp_path / "wds_geode_test"
     assert by["vtab/clevr_closest_object_distance"].entry == tmp_path / "wds_vtab-clevr_closest_object_distance_test"
+
+
+# ---------------------------------------------------------------- a cache written by DataComp's datasets 2.8.0
+
+DATASETS_280 = Path(__file__).parent / "data" / "datasets-2.8.0"
+
+
+def test_reads_a_cache_written_by_datasets_2_8_0(tmp_path):
+    """tests/evaluation/data/datasets-2.8.0 holds a cache written by datasets 2.8.0 (DataComp's pin): a
+    non-default config (TEST/1.1.0) for WinoGAViL, images as absolute paths into a cache that has since
+    moved. Both tasks are read from it and score what the rows imply."""
+    expected = json.loads((DATASETS_280 / "expected.json").read_text())
+    keys = ["retrieval/flickr_1k_test_image_text_retrieval", "misc/winogavil"]
+    s = evaluate(LookupEncoder(), "datacomp", DATASETS_280, tmp_path / "run", tasks=keys, partial=True)
+    for key in keys:
+        assert s["tasks"][key]["main_metric"] == pytest.approx(expected[key]), key
+    line = {json.loads(x)["key"]: json.loads(x) for x in (tmp_path / "run" / "eval_results.jsonl").open()}
+    assert line["misc/winogavil"]["metrics"]["avg_jaccard_score"] == pytest.approx(expected["winogavil_avg"])
+    cell = next(iter(open_hf(DATASETS_280 / "hf_cache" / "nlphuji___winogavil")))["candidate_images"][0]
+    assert cell["bytes"] is None and "/downloads/extracted/" in cell["path"]
