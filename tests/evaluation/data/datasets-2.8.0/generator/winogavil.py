@@ -18,7 +18,6 @@ class Winogavil(datasets.GeneratorBasedBuilder):
         }))
 
     def _split_generators(self, dl_manager):
-        here = os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() else None
         images = dl_manager.download_and_extract(os.environ["GEN28_ZIP"])
         return [datasets.SplitGenerator(name=datasets.Split.TEST,
                                         gen_kwargs={"rows": os.environ["GEN28_ROWS"], "images": images})]
