@@ -130,6 +130,22 @@ def test_cli_flag():
         p.parse_args([*base, "--compat", "strict"])
 
 
+def test_cli_passes_the_mode_to_evaluate(monkeypatch, tmp_path):
+    import harness.evaluation
+    from harness.cli import main
+
+    seen = {}
+
+    def fake_evaluate(*args, **kwargs):
+        seen.update(kwargs)
+        return {"aggregates": {}}
+
+    monkeypatch.setattr(harness.evaluation, "evaluate", fake_evaluate)
+    base = ["evaluate", "--model", "m", "--data", str(tmp_path), "--out", str(tmp_path / "o")]
+    assert main([*base, "--compat", "corrected"]) == 0 and seen["compat"] == "corrected"
+    assert main(base) == 0 and seen["compat"] is None  # evaluate resolves None to datacomp
+
+
 def test_switching_mode_reruns_and_never_mixes_lines(tmp_path):
     """Results of the other mode in out_dir are dropped and their tasks rerun (one line per key)."""
     _clevr_distance(tmp_path)
