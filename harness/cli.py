@@ -142,7 +142,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from harness.evaluation import evaluate
 
     summary = evaluate(args.model, args.suite, args.data, args.out, device=args.device, partial=args.partial,
-                       batch_size=args.batch_size, num_workers=args.workers)
+                       batch_size=args.batch_size, num_workers=args.workers, compat=args.compat)
     print(json.dumps(summary.get("aggregates", {}), indent=2))
     return 0
 
@@ -155,7 +155,7 @@ def _run_config(args: argparse.Namespace, filter_expr: str, seed: int):
                      runs=args.runs, suite=args.suite, eval_data=args.eval_data,
                      models=_parse_models(args.models), plugins=args.plugins,
                      options=_parse_settings(args.settings), device=args.device, gpus=args.gpus,
-                     partial=args.partial, train_num_samples=args.test_train_samples, engine=args.engine, ray_address=args.ray_address,
+                     partial=args.partial, compat=args.compat, train_num_samples=args.test_train_samples, engine=args.engine, ray_address=args.ray_address,
                      ray_workers=args.ray_workers)
 
 
@@ -272,6 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--device", default="cpu")
     p.add_argument("--partial", action="store_true", help="aggregate even if scored tasks are missing")
+    p.add_argument("--compat", choices=["datacomp", "corrected"], default=None,
+                   help="datacomp (default): what DataComp's pinned evaluator computes (FMoW worst region "
+                        "counts 'Other', blank class-name lines dropped); corrected: what it means to compute")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=2,
                    help="decode processes shared by the whole suite (0: decode in this process)")
@@ -292,6 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--eval-data", type=Path, default=None)
         p.add_argument("--gpus", type=int, default=0)
         p.add_argument("--partial", action="store_true")
+        p.add_argument("--compat", choices=["datacomp", "corrected"], default=None,
+                       help="datacomp (default): compute what DataComp's pinned pipeline computed, quirks "
+                            "included; corrected: what it means to compute. Recorded in every summary")
         p.add_argument("--test-train-samples", type=int, default=None, metavar="N",
                        help="TEST ONLY: train on N samples instead of the recipe's (the run is marked test-only)")
         _add_source(p)

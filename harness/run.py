@@ -50,6 +50,7 @@ class RunConfig:
     gpus: int = 0
     workers: int = 2
     partial: bool = False
+    compat: str | None = None  # DataComp-compatibility mode: "datacomp" (default) or "corrected"
     engine: str = "local"  # scoring engine: local or ray
     ray_address: str | None = None
     ray_workers: int | None = None
@@ -178,12 +179,15 @@ def _run_locked(cfg: RunConfig, out: Path, pool_dir: Path, models_dir: Path | No
         discard=(out / "train",))
     checkpoint = Path(trained["checkpoint"])
 
+    from harness.evaluation.compat import resolve_compat
+
+    compat = resolve_compat(cfg.compat)  # the evaluation's mode (issue 16)
     eval_stage = Stage(out, "evaluate", {"checkpoint": content_digest(checkpoint), "suite": suite,
-                                         "suite_definition": suite_fingerprint(suite),
+                                         "suite_definition": suite_fingerprint(suite), "compat": compat,
                                          "partial": cfg.partial, "code": evaluation_code_fingerprint(),
                                          "data_files": _eval_data_fingerprint(suite, eval_root)})
     evaluation = _timed(eval_stage, timings, evaluate, checkpoint, suite, eval_root, out,
-                        device=cfg.device, partial=cfg.partial, num_workers=cfg.workers,
+                        device=cfg.device, partial=cfg.partial, num_workers=cfg.workers, compat=compat,
                         discard=(out / "eval_results.jsonl", out / "eval_summary.json"))
 
     summary = _summary(cfg, out, pool_dir, selection, resharding, evaluation, timings)
@@ -194,8 +198,9 @@ def _run_locked(cfg: RunConfig, out: Path, pool_dir: Path, models_dir: Path | No
 def _eval_data_fingerprint(suite: str, eval_root: Path) -> str:
     """Content of every task's local data (names relative to the task directory, never the path)."""
     from harness.evaluation import load_suite
+    from harness.evaluation.runners import task_data_path
 
-    dirs = [(t.key, t.data_dir(eval_root)) for t in load_suite(suite).tasks]
+    dirs = [(t.key, task_data_path(t, eval_root)) for t in load_suite(suite).tasks]  # hf_cache entries too
     return fingerprint([[key, fingerprint_tree(d) if d.is_dir() else None] for key, d in dirs])
 
 
@@ -256,6 +261,7 @@ def _summary(cfg: RunConfig, out: Path, pool_dir: Path, selection: dict[str, Any
         "missing_tasks": evaluation.get("missing_tasks", []),
         "tasks": evaluation.get("tasks", {}),
         "suite": evaluation.get("suite"),
+        "compat": evaluation.get("compat"),  # the evaluation's compatibility mode (datacomp / corrected)
         "provenance": {
             "world": str(Path(cfg.world).resolve()) if cfg.world else None,
             "selection": selection,

@@ -42,6 +42,8 @@ def test_filter_runs_end_to_end(tiny_world: Path, runs: Path, expr: str) -> None
     lines = [json.loads(x) for x in (out / "eval_results.jsonl").read_text().splitlines()]
     assert {line["key"] for line in lines} == set(summary["tasks"])
     assert all("main_metric" in line["metrics"] for line in lines)
+    # the evaluation's compatibility mode is recorded in every line and in summary.json (issue 16)
+    assert summary["compat"] == "datacomp" and {line["compat"] for line in lines} == {"datacomp"}
     # the shards hold exactly the subset: what was trained on is what was selected
     meta = json.loads((out / "shards" / "meta.json").read_text())
     assert meta["output_count"] == len(subset)

@@ -12,6 +12,7 @@ from typing import Any
 from harness.stages import atomic_write_text
 
 from .aggregate import aggregate, read_results
+from .compat import resolve_compat
 from .encoders import load_encoder
 from .loaders import DataError, SuiteStream
 from .metrics import json_safe
@@ -44,11 +45,26 @@ def write_json_atomic(path: Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
 
 
-def result_line(task, metrics: dict) -> dict:
-    """DataComp's line: main_metric = metrics[task.main_metric] (None for unscored tasks)."""
+def result_line(task, metrics: dict, compat: str = "datacomp") -> dict:
+    """DataComp's line: main_metric = metrics[task.main_metric] (None for unscored tasks), plus the
+    compatibility mode that made it (an extra top-level field: DataComp's aggregate_scores.py reads
+    the lines with pandas and keeps only ``dataset`` and ``metrics``)."""
     metrics = json_safe(dict(metrics))
     metrics["main_metric"] = metrics.get(task.main_metric) if task.main_metric else None
-    return {"key": task.key, "dataset": task.name, "metrics": metrics}
+    return {"key": task.key, "dataset": task.name, "metrics": metrics, "compat": compat}
+
+
+def _drop_other_modes(results_path: Path, done: dict[str, dict], compat: str) -> dict[str, dict]:
+    """Keep the finished lines made in ``compat``; lines of the other mode (or of no recorded mode)
+    are removed from the file, so their tasks rerun and the file never mixes modes."""
+    stale = [k for k, rec in done.items() if rec.get("compat") != compat]
+    if not stale:
+        return done
+    log.warning("%s: %d result line(s) were not made with --compat %s; re-evaluating %s",
+                results_path, len(stale), compat, ", ".join(stale))
+    keep = {k: rec for k, rec in done.items() if k not in stale}
+    atomic_write_text(results_path, "".join(json.dumps(rec, allow_nan=False) + "\n" for rec in keep.values()))
+    return keep
 
 
 def evaluate(
@@ -61,19 +77,23 @@ def evaluate(
     partial: bool = False,
     num_workers: int = 0,
     tasks: list[str] | None = None,
+    compat: str | None = None,
 ) -> dict:
     """Evaluate ``model_spec`` on every task of ``suite`` not yet in ``out_dir/eval_results.jsonl``.
 
     The model is loaded once (and not at all when every task is already done). With
     ``partial=True`` a task whose data is missing is skipped and the summary is marked partial;
     otherwise a missing task raises, naming it. Returns the summary (also written atomically to
-    ``out_dir/eval_summary.json``): aggregates, tasks, partial, missing_tasks, suite, plus timings.
+    ``out_dir/eval_summary.json``): aggregates, tasks, partial, missing_tasks, suite, compat, plus
+    timings. ``compat`` is ``"datacomp"`` (default: DataComp's pinned evaluator as it computes) or
+    ``"corrected"``; see compat.py.
     """
+    compat = resolve_compat(compat)
     suite = load_suite(suite)
     out_dir, data_root = Path(out_dir), Path(data_root)
     out_dir.mkdir(parents=True, exist_ok=True)
     results_path = out_dir / RESULTS_FILE
-    done = read_results(results_path)
+    done = _drop_other_modes(results_path, read_results(results_path), compat)
     todo = [t for t in suite.tasks if t.key not in done and (tasks is None or t.key in tasks)]
     timings: dict[str, float] = {}
     failed: dict[str, str] = {}
@@ -83,13 +103,15 @@ def evaluate(
         encoder = load_encoder(model_spec, device=device)
         t_load = time.perf_counter() - t0
         stream, jobs = _suite_stream(todo, data_root, encoder, batch_size, num_workers)
-        ctx = RunContext(encoder, batch_size=batch_size, num_workers=num_workers, stream=stream, jobs=jobs)
+        ctx = RunContext(encoder, batch_size=batch_size, num_workers=num_workers, stream=stream, jobs=jobs,
+                         compat=compat)
         try:
             _run_tasks(todo, data_root, ctx, results_path, done, timings, failed, partial)
         finally:
             if stream is not None:
                 stream.close()
     summary = aggregate(done, suite, partial=partial)
+    summary["compat"] = compat
     summary["eval_seconds"] = {"model_load": t_load, **timings}
     if failed:
         summary["errors"] = failed
@@ -124,7 +146,7 @@ def _run_tasks(todo, data_root, ctx, results_path, done, timings, failed, partia
             failed[task.key] = str(e)
             log.warning("skipping %s: %s", task.key, e)
             continue
-        line = result_line(task, metrics)
+        line = result_line(task, metrics, ctx.compat)
         append_line(results_path, line)
         done[task.key] = line
         timings[task.key] = time.perf_counter() - t0

@@ -7,8 +7,9 @@
   Read in shard order, members grouped by key the way webdataset does (key = name up to the first
   dot of the base name).
 - Hugging Face datasets (Flickr, MSCOCO, WinoGAViL): a directory written by ``save_to_disk``
-  (``load_from_disk``), or parquet files (the hub's parquet conversion or a snapshot of them),
-  read lazily row by row.
+  (``load_from_disk``), parquet files (the hub's parquet conversion or a snapshot of them), or a
+  ``datasets`` cache entry as DataComp's download_evalsets.py leaves it
+  (``load_dataset("nlphuji/<name>", split="test", cache_dir=<data>/hf_cache)``), read lazily row by row.
 """
 
 from __future__ import annotations
@@ -35,10 +36,16 @@ class DataError(RuntimeError):
     """A task's local data is missing or malformed (the message names the file)."""
 
 
-def _read_lines(path: Path) -> list[str]:
+def read_lines(path: Path, keep_blank: bool = True) -> list[str]:
+    """Stripped lines of a classnames/templates file (splitlines: no trailing empty line).
+
+    clip-benchmark >= 1.6 keeps blank lines (CLIP_benchmark commit 832e17d, issue #111: CLEVR
+    Distance has a blank class name); clip-benchmark 1.4.0, which DataComp pins, drops them
+    (builder.py ``build_wds_dataset``, lines 630 and 637 at v1.4.0): ``keep_blank=False``.
+    """
     with open(path, encoding="utf-8") as f:
-        # clip_benchmark strips each line and keeps them all (no trailing empty line from splitlines)
-        return [line.strip() for line in f.read().splitlines()]
+        lines = [line.strip() for line in f.read().splitlines()]
+    return lines if keep_blank else [line for line in lines if line]
 
 
 @dataclass
@@ -50,8 +57,10 @@ class WdsInfo:
     dataset_type: str
 
 
-def open_wds(root: Path, split: str = "test") -> WdsInfo:
+def open_wds(root: Path, split: str = "test", compat: str = "datacomp") -> WdsInfo:
+    """A clip_benchmark webdataset's shards and metadata; ``compat`` decides blank lines (compat.py)."""
     root = Path(root)
+    keep_blank = compat == "corrected"
     nfile = root / split / "nshards.txt"
     if not nfile.exists():
         raise DataError(f"{nfile} not found: not a clip_benchmark webdataset (fetch it with download-eval)")
@@ -67,8 +76,8 @@ def open_wds(root: Path, split: str = "test") -> WdsInfo:
     return WdsInfo(
         root=root,
         shards=shards,
-        classnames=_read_lines(cfile) if cfile.exists() else None,
-        templates=_read_lines(tfile) if tfile.exists() else None,
+        classnames=read_lines(cfile, keep_blank) if cfile.exists() else None,
+        templates=read_lines(tfile, keep_blank) if tfile.exists() else None,
         dataset_type=dfile.read_text().strip().lower() if dfile.exists() else "classification",
     )
 
@@ -379,12 +388,81 @@ class HfRows:
             raise DataError(f"{self.root}: missing column(s) {missing}; has {self.columns}")
 
 
+# DataComp's evaluation directory keeps its Hugging Face datasets in a `datasets` cache here
+# (mlfoundations/datacomp download_evalsets.py lines 36-41; eval_utils/retr_eval.py lines 38-46 and
+# eval_utils/wino_eval.py lines 47-56 load them back with the same cache_dir).
+HF_CACHE_DIR = "hf_cache"
+
+
+def hf_cache_entry(cache_dir: Path, repo_id: str) -> Path | None:
+    """``<cache_dir>/<namespace>___<name>``: where ``datasets`` keeps ``repo_id`` prepared, if it does.
+
+    The naming is datasets' own (DatasetBuilder._relative_data_dir: "namespace___name", then
+    config/version/hash folders; the same in the 2.8.0 DataComp pins and in current releases).
+    """
+    from datasets.naming import camelcase_to_snakecase
+
+    if repo_id.count("/") != 1:
+        return None
+    namespace, name = repo_id.split("/")
+    root = Path(cache_dir) / f"{namespace}___{camelcase_to_snakecase(name)}"
+    return root if _cache_versions(root) else None
+
+
+def _cache_versions(root: Path) -> list[Path]:
+    """The prepared versions (<config>/<version>/<hash> folders with a dataset_info.json) in an entry."""
+    if not root.is_dir() or "___" not in root.name:
+        return []
+    return [d for d in root.glob("*/*/*") if d.is_dir() and (d / "dataset_info.json").is_file()]
+
+
+def _cache_split_files(version_dir: Path, dataset_name: str, split: str) -> list[Path]:
+    """``<name>-<split>.arrow`` or its shards ``<name>-<split>-00000-of-0000N.arrow``, in order."""
+    single = version_dir / f"{dataset_name}-{split}.arrow"
+    if single.is_file():
+        return [single]
+    return sorted(version_dir.glob(f"{dataset_name}-{split}-[0-9]*-of-[0-9]*.arrow"))
+
+
+def _open_hf_cache(root: Path, split: str) -> HfRows:
+    """A datasets cache entry: the most recently prepared version holding ``split`` (what an offline
+    ``load_dataset`` picks, datasets' packaged_modules/cache), read as the arrow streams it wrote."""
+    import pyarrow as pa
+
+    name = root.name.split("___", 1)[1]
+    versions = [(d, _cache_split_files(d, name, split)) for d in _cache_versions(root)]
+    versions = [(d, files) for d, files in versions if files]
+    if not versions:
+        raise DataError(f"{root}: a datasets cache entry without a prepared {split!r} split "
+                        f"(expected {name}-{split}.arrow under <config>/<version>/<hash>/)")
+    _, files = max(versions, key=lambda v: v[0].stat().st_mtime)
+
+    def schema(path: Path) -> pa.Schema:
+        with open(path, "rb") as f:
+            return pa.ipc.open_stream(f).schema
+
+    def rows() -> Iterator[dict]:
+        for path in files:
+            with open(path, "rb") as f:
+                for batch in pa.ipc.open_stream(f):
+                    yield from batch.to_pylist()
+
+    try:
+        columns = list(schema(files[0]).names)
+    except (OSError, pa.ArrowInvalid) as e:
+        raise DataError(f"{files[0]}: not an arrow stream written by datasets ({e})") from e
+    return HfRows(root, columns, rows)
+
+
 def open_hf(root: Path, split: str = "test") -> HfRows:
-    """A ``save_to_disk`` directory (Dataset, or DatasetDict with ``split``) or a directory of parquet
-    files (files under a ``<split>`` folder or named ``<split>*`` are preferred)."""
+    """A ``save_to_disk`` directory (Dataset, or DatasetDict with ``split``), a ``datasets`` cache entry
+    (``<cache_dir>/<namespace>___<name>``, see hf_cache_entry) or a directory of parquet files (files
+    under a ``<split>`` folder or named ``<split>*`` are preferred)."""
     root = Path(root)
     if not root.exists():
         raise DataError(f"{root} not found (fetch it with download-eval)")
+    if _cache_versions(root):
+        return _open_hf_cache(root, split)
     if (root / "dataset_dict.json").exists() or (root / "state.json").exists():
         import datasets
 
@@ -420,5 +498,20 @@ def to_image(value: Any, root: Path | None = None) -> Image.Image:
         p = Path(value)
         if not p.is_absolute() and root is not None:
             p = root / p
+        if not p.exists() and root is not None:
+            p = _relocated(p, root) or p
         return Image.open(p).convert("RGB")
     raise DataError(f"cannot read an image from a {type(value).__name__} cell")
+
+
+def _relocated(path: Path, root: Path) -> Path | None:
+    """A datasets cache stores the absolute path of each image its loading script extracted
+    (``<cache_dir>/downloads/extracted/...``); when the cache was moved, find it under the new place."""
+    parts = path.parts
+    if "downloads" not in parts:
+        return None
+    tail = Path(*parts[parts.index("downloads"):])
+    for base in (root.parent, root):  # root is <cache_dir>/<namespace>___<name>
+        if (base / tail).exists():
+            return base / tail
+    return None

@@ -220,12 +220,15 @@ def camelyon17_metrics(pred: np.ndarray, target: np.ndarray, metadata: np.ndarra
     return group_eval("acc", np.asarray(pred) == np.asarray(target), metadata, ["slide"], CAMELYON_FIELDS)
 
 
-def fmow_metrics(pred: np.ndarray, target: np.ndarray, metadata: np.ndarray) -> dict[str, float]:
-    """Accuracy by year (worst year) and by region; acc_worst_region skips empty regions and "Other".
+def fmow_metrics(pred: np.ndarray, target: np.ndarray, metadata: np.ndarray,
+                 compat: str = "datacomp") -> dict[str, float]:
+    """Accuracy by year (worst year) and by region; acc_worst_region = the worst non-empty region.
 
-    DataComp's evaluator tests ``"Other" in group_str`` on unmapped group strings ("region:5"), which
-    never matches; REFERENCE.md (and WILDS' own FMoW evaluation) skip the "Other" region, so we map
-    the region index through WILDS' region list and skip it. Per-region values are all reported.
+    Which regions count depends on ``compat`` (see compat.py). DataComp's FMoWEvaluator
+    (mlfoundations/datacomp eval_utils/wilds_eval.py lines 206-226) skips a region when ``"Other" in
+    group_str``, but its grouper has no metadata map, so the string is "region:5" and the Other region
+    counts: ``datacomp`` reproduces that. ``corrected`` maps the index through WILDS' region list and
+    skips "Other", as the code means to. Every per-region accuracy and count is reported either way.
     """
     correct = np.asarray(pred) == np.asarray(target)
     out = group_eval("acc", correct, metadata, ["year"], FMOW_FIELDS)
@@ -238,7 +241,7 @@ def fmow_metrics(pred: np.ndarray, target: np.ndarray, metadata: np.ndarray) -> 
         acc, count = region[f"acc_region:{r}"], region[f"count_region:{r}"]
         out[f"acc_region:{r}"], out[f"count_region:{r}"] = acc, count
         name = FMOW_REGIONS[r] if r < len(FMOW_REGIONS) else str(r)
-        if count == 0 or name == "Other":
+        if count == 0 or (compat == "corrected" and name == "Other"):
             continue
         worst.append(acc)
     out["acc_worst_region"] = float(min(worst)) if worst else 0.0

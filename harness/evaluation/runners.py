@@ -14,7 +14,18 @@ import numpy as np
 import torch
 
 from . import metrics as M
-from .loaders import DataError, ReadStats, StreamJob, SuiteStream, iter_batches, open_hf, open_wds, to_image
+from .loaders import (
+    HF_CACHE_DIR,
+    DataError,
+    ReadStats,
+    StreamJob,
+    SuiteStream,
+    hf_cache_entry,
+    iter_batches,
+    open_hf,
+    open_wds,
+    to_image,
+)
 from .suites import Task
 
 
@@ -26,11 +37,14 @@ class RunContext:
     classifiers are encoded once instead of six times. A whole classifier is cached by its
     (classnames, templates). With ``stream`` (a SuiteStream over ``jobs``, task key -> job index)
     the webdataset tasks read their batches from one decode pool that works ahead across tasks.
+    ``compat`` is the evaluation's compatibility mode (compat.py).
     """
 
     def __init__(self, encoder: Any, batch_size: int = 64, num_workers: int = 0,
-                 stream: SuiteStream | None = None, jobs: dict[str, int] | None = None):
+                 stream: SuiteStream | None = None, jobs: dict[str, int] | None = None,
+                 compat: str = "datacomp"):
         self.encoder, self.batch_size, self.num_workers = encoder, batch_size, num_workers
+        self.compat = compat
         self.stream, self.jobs = stream, jobs or {}
         self._prompts: dict[str, np.ndarray] = {}
         self._classifiers: dict[tuple[tuple[str, ...], tuple[str, ...]], np.ndarray] = {}
@@ -51,10 +65,21 @@ class RunContext:
         return iter_batches(shards, need, self.encoder.preprocess, self.batch_size, self.num_workers, stats)
 
 
+def task_data_path(task: Task, data_root: Path) -> Path:
+    """Where a task's data is read from: its ``source.path`` under ``data_root`` when that exists;
+    for a Hugging Face task otherwise DataComp's datasets cache entry
+    ``<data_root>/hf_cache/<namespace>___<name>`` (download_evalsets.py lines 36-41 write it with
+    ``load_dataset(source.hub, split="test", cache_dir=<data_root>/hf_cache)``)."""
+    root = task.data_dir(data_root)
+    if root.exists() or task.source.format != "hf" or not task.source.hub:
+        return root
+    return hf_cache_entry(Path(data_root) / HF_CACHE_DIR, task.source.hub) or root
+
+
 def wds_job(task: Task, data_root: Path) -> StreamJob | None:
     """What the task's runner will read from a webdataset (shards, needed fields), or None when it
     reads no webdataset or its data is not readable (the runner then reports the error itself)."""
-    root = task.data_dir(data_root)
+    root = task_data_path(task, data_root)
     kind = task.task
     if kind not in RUNNERS or kind == "winogavil":
         return None
@@ -89,7 +114,7 @@ def _classifier(ctx: RunContext, classnames: list[str], templates: list[str]) ->
 
 def classify_wds(task: Task, root: Path, ctx: RunContext, need_meta: bool = False, k: int = 5) -> dict[str, Any]:
     """Zero-shot classification over a webdataset: top-k predictions, labels, optional metadata."""
-    info = open_wds(root)
+    info = open_wds(root, compat=ctx.compat)
     if not info.classnames or not info.templates:
         raise DataError(f"{root}: classnames.txt and zeroshot_classification_templates.txt are required")
     weights = _classifier(ctx, info.classnames, info.templates)
@@ -138,7 +163,7 @@ def run_wilds(kind: str) -> Callable[[Task, Path, RunContext], dict]:
         elif kind == "camelyon17":
             out.update(M.camelyon17_metrics(pred, y, md))
         elif kind == "fmow":
-            out.update(M.fmow_metrics(pred, y, md))
+            out.update(M.fmow_metrics(pred, y, md, compat=ctx.compat))
         elif kind == "dollar_street":
             out.update(M.dollar_street_metrics(r["topk"], y, md))
         elif kind == "geode":
@@ -150,7 +175,7 @@ def run_wilds(kind: str) -> Callable[[Task, Path, RunContext], dict]:
 
 def run_fairface(task: Task, root: Path, ctx: RunContext) -> dict:
     """Four zero-shot heads; classnames/templates are "<head>:<text>" lines; labels in the .npy."""
-    info = open_wds(root)
+    info = open_wds(root, compat=ctx.compat)
     if not info.classnames or not info.templates:
         raise DataError(f"{root}: classnames.txt and zeroshot_classification_templates.txt are required")
     heads: dict[str, dict[str, list[str]]] = defaultdict(lambda: {"classnames": [], "templates": []})
@@ -257,7 +282,10 @@ RUNNERS: dict[str, Callable[[Task, Path, RunContext], dict]] = {
 
 
 def run_task(task: Task, data_root: Path, ctx: RunContext) -> dict:
-    root = task.data_dir(data_root)
+    root = task_data_path(task, data_root)
     if not root.exists():
-        raise DataError(f"task {task.key} ({task.name}): {root} not found")
+        also = ""
+        if task.source.format == "hf" and task.source.hub:
+            also = f" (nor {task.source.hub} in the datasets cache {Path(data_root) / HF_CACHE_DIR})"
+        raise DataError(f"task {task.key} ({task.name}): {root} not found{also}")
     return RUNNERS[task.task](task, root, ctx)

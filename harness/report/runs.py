@@ -44,6 +44,7 @@ class RunResult:
     missing_tasks: list[str]
     tasks: dict[str, tuple[str, float]]  # key -> (display name, main metric)
     provenance: dict[str, Any] = field(default_factory=dict)
+    compat: str | None = None  # the evaluation's compatibility mode; None: not recorded (older runs)
 
     @property
     def world(self) -> Path | None:
@@ -167,4 +168,5 @@ def run_from_summary(summary: Any, path: Path, where: str = "summary") -> RunRes
         missing_tasks=[str(t) for t in summary.get("missing_tasks") or []],
         tasks=tasks,
         provenance=dict(summary.get("provenance") or {}),
+        compat=str(summary["compat"]) if summary.get("compat") else None,
     )

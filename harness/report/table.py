@@ -3,7 +3,8 @@
 Columns are exactly the seed's table (HYPE paper, see ../shared/seeds/ and REFERENCE.md section 6).
 Within each scale the best value of a metric column is bold and the second underlined, as in the
 paper; several seeds show as "mean ± population std"; a dagger marks rows whose evaluation is
-missing tasks.
+missing tasks; § marks rows evaluated with ``--compat corrected`` (unmarked user rows: DataComp's
+pinned evaluator, ``--compat datacomp``), explained in a footnote.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ METRIC_COLUMNS: tuple[str, ...] = tuple(header for _, header in AGGREGATES)
 SCALE_ORDER: tuple[str, ...] = ("tiny", "small", "medium", "large", "xlarge")
 DAGGER = "†"
 MISSING = "–"
+# Evaluation modes (harness/evaluation/compat.py) other than DataComp's own get a mark and a footnote.
+MODE_MARKS: dict[str, str] = {"corrected": "§", "mixed": "¶"}
 
 # Paper-style names of the filter plugins; unknown names are shown as written.
 FILTER_NAMES: dict[str, str] = {
@@ -122,6 +125,7 @@ class Row:
     partial: bool = False
     missing_tasks: list[str] = field(default_factory=list)
     runs: list[RunResult] = field(default_factory=list)
+    compat: str | None = None         # evaluation mode of its runs ("mixed" if seeds differ; None: unrecorded)
 
     @property
     def n(self) -> int:
@@ -146,6 +150,7 @@ def rows_from_runs(runs: Sequence[RunResult]) -> list[Row]:
         if len(pools_per_filter[(scale, filt)]) > 1:
             name += f" [{Path(pool).name or pool}]"  # same filter on two pools: keep the rows apart and say which is which
         uniforms = {r.uniform for r in members}
+        modes = {r.compat for r in members}
         missing = sorted({t for r in members for t in r.missing_tasks})
         rows.append(Row(
             method=name,
@@ -157,6 +162,7 @@ def rows_from_runs(runs: Sequence[RunResult]) -> list[Row]:
             partial=any(r.partial for r in members) or bool(missing),
             missing_tasks=missing,
             runs=sorted(members, key=lambda r: (r.seed is None, r.seed or 0, str(r.path))),
+            compat=modes.pop() if len(modes) == 1 else "mixed",
         ))
     return rows
 
@@ -229,7 +235,7 @@ def source_refs(rows: Sequence[Row]) -> dict[str, int]:
 
 def method_cell(row: Row, refs: dict[str, int]) -> str:
     """The Method cell: name, partial mark, seed count, published label with its source number."""
-    text = row.method + (DAGGER if row.partial else "")
+    text = row.method + (DAGGER if row.partial else "") + MODE_MARKS.get(row.compat or "", "")
     if row.n > 1:
         text += f" (n={row.n})"
     if row.published:
@@ -260,8 +266,30 @@ def footnotes(rows: Sequence[Row], styled: bool = True) -> list[str]:
             what = ", ".join(r.missing_tasks) if r.missing_tasks else "not recorded"
             notes.append(f"{DAGGER} {r.method} ({r.scale}): partial evaluation, aggregates cover only the "
                          f"tasks present; missing: {what}.")
+    notes += _mode_notes(rows)
     for source, k in source_refs(rows).items():
         notes.append(f"[{k}] Published result quoted from {source}; not rerun here.")
+    return notes
+
+
+def _mode_notes(rows: Sequence[Row]) -> list[str]:
+    """Which evaluation mode made the numbers, once any row records one (older runs do not)."""
+    mine = [r for r in rows if not r.published]
+    modes = {r.compat for r in mine}
+    if modes <= {None}:
+        return []
+    notes = []
+    if "datacomp" in modes:
+        notes.append("Unmarked rows: evaluated as DataComp's pinned evaluator computes (--compat datacomp), "
+                     "like DataComp's published numbers.")
+    if "corrected" in modes:
+        notes.append(f"{MODE_MARKS['corrected']} evaluated with --compat corrected (FMoW's worst region skips "
+                     "'Other'; blank class-name lines kept): not directly comparable with DataComp's numbers.")
+    if "mixed" in modes:
+        notes.append(f"{MODE_MARKS['mixed']} seeds evaluated in different --compat modes.")
+    unknown = [f"{r.method} ({r.scale})" for r in mine if r.compat is None]
+    if unknown:
+        notes.append("Evaluation mode not recorded (runs made before --compat existed): " + ", ".join(unknown) + ".")
     return notes
 
 
@@ -303,13 +331,14 @@ def _std(stat: Stat | None) -> float | None:
 
 CSV_EXTRA: tuple[str, ...] = (
     "Filter", "Published", "Seeds", "Partial", "Missing Tasks", "Samples",
-    *(f"{c} Std" for c in METRIC_COLUMNS), "Source",
+    *(f"{c} Std" for c in METRIC_COLUMNS), "Source", "Compat",
 )
 
 
 def to_csv(rows: Sequence[Row]) -> str:
     """The seed's nine columns (metric cells hold the plain mean) followed by machine-readable extras:
-    filter expression, published/partial flags, seed count, exact sample count, per-metric std, source."""
+    filter expression, published/partial flags, seed count, exact sample count, per-metric std, source,
+    evaluation mode (datacomp / corrected / mixed; empty when not recorded or published)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow([*COLUMNS, *CSV_EXTRA])
@@ -328,6 +357,7 @@ def to_csv(rows: Sequence[Row]) -> str:
             _num(r.samples.mean if r.samples else None),
             *(_num(_std(r.values.get(c))) for c in METRIC_COLUMNS),
             r.source,
+            r.compat or "",
         ])
     return buf.getvalue()
 
@@ -335,7 +365,7 @@ def to_csv(rows: Sequence[Row]) -> str:
 _LATEX_ESCAPES = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
     "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-    "±": r"$\pm$", DAGGER: r"$^\dagger$", "∩": r"$\cap$", "≥": r"$\geq$", "≤": r"$\leq$", MISSING: "--",
+    "±": r"$\pm$", DAGGER: r"$^\dagger$", "§": r"\S{}", "¶": r"\P{}", "∩": r"$\cap$", "≥": r"$\geq$", "≤": r"$\leq$", MISSING: "--",
 }
 
 

@@ -116,8 +116,12 @@ def write_wds(root: Path, samples: list[dict], classnames: list[str] | None, tem
 
 @dataclass
 class Expect:
-    main: float | None
+    main: float | None  # the main metric in the default compat mode ("datacomp")
     extra: dict[str, float] = field(default_factory=dict)
+    corrected: float | None = None  # the main metric with --compat corrected, where it differs
+
+    def main_in(self, compat: str) -> float | None:
+        return self.corrected if compat == "corrected" and self.corrected is not None else self.main
 
 
 def plain_acc(labels, rankings, k):
@@ -212,7 +216,61 @@ def fabricate_fairface(root: Path, seed: int, n: int = 12) -> dict:
     return {"preds": preds, "meta": np.stack(metas)}
 
 
-def fabricate_hf_retrieval(root: Path, seed: int, n_images: int = 12, caps_per: int = 2, parquet: bool = False):
+def write_hf_cache(cache_dir: Path, repo_id: str, features, columns: dict[str, list], image_files: bool = False,
+                   hash_: str = "0" * 16) -> Path:
+    """Prepare ``repo_id``'s test split in a ``datasets`` cache, written by datasets itself (a builder
+    with the repo id, as ``load_dataset(repo_id, split="test", cache_dir=cache_dir)`` leaves it):
+    ``<cache_dir>/<namespace>___<name>/default/0.0.0/<hash>/<name>-test.arrow``.
+
+    ``image_files``: store each image of an ``image`` column as a file under
+    ``<cache_dir>/downloads/extracted/<hash>/`` and its path in the table, as a loading script that
+    extracts an image archive does (nlphuji's scripts); otherwise the image bytes are embedded.
+    """
+    import datasets
+
+    n = len(next(iter(columns.values())))
+    if image_files and "image" in columns:
+        folder = Path(cache_dir) / "downloads" / "extracted" / ("e" * 64) / "images"
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for i, img in enumerate(columns["image"]):
+            img.save(folder / f"{i}.png")
+            paths.append(str(folder / f"{i}.png"))
+        columns = {**columns, "image": paths}
+
+    class _Prepared(datasets.GeneratorBasedBuilder):
+        def _info(self):
+            return datasets.DatasetInfo(features=features)
+
+        def _split_generators(self, dl_manager):
+            return [datasets.SplitGenerator(name="test")]
+
+        def _generate_examples(self):
+            for i in range(n):
+                yield i, {k: v[i] for k, v in columns.items()}
+
+    builder = _Prepared(cache_dir=str(cache_dir), dataset_name=repo_id.split("/")[1], repo_id=repo_id, hash=hash_)
+    builder.download_and_prepare()
+    return Path(builder.cache_dir)
+
+
+def _save_hf(root: Path, ds, layout: str, repo_id: str, columns: dict, features) -> None:
+    """``layout``: "save_to_disk", "parquet" (the hub's export) or "hf_cache" (``root`` is the cache dir)."""
+    import datasets
+
+    if layout == "parquet":
+        (root / "test").mkdir(parents=True, exist_ok=True)
+        ds.to_parquet(str(root / "test" / "0000.parquet"))
+    elif layout == "save_to_disk":
+        datasets.DatasetDict({"test": ds}).save_to_disk(str(root))
+    elif layout in ("hf_cache", "hf_cache_files"):
+        write_hf_cache(root, repo_id, features, columns, image_files=layout == "hf_cache_files")
+    else:  # pragma: no cover
+        raise ValueError(layout)
+
+
+def fabricate_hf_retrieval(root: Path, seed: int, n_images: int = 12, caps_per: int = 2, parquet: bool = False,
+                           layout: str | None = None, repo_id: str = "nlphuji/flickr_1k_test_image_text_retrieval"):
     import datasets
 
     rng = np.random.default_rng(seed)
@@ -227,19 +285,15 @@ def fabricate_hf_retrieval(root: Path, seed: int, n_images: int = 12, caps_per: 
     img_hits = [int(np.argmax(feats[:, d]) == i) for i, row in enumerate(dims) for d in row]
     txt_hits = [int(dims.reshape(-1)[int(np.argmax(feats[i, dims.reshape(-1)]))] in dims[i]) for i in range(n_images)]
     expected = 0.5 * (sum(img_hits) / len(img_hits) + sum(txt_hits) / n_images)
-    ds = datasets.Dataset.from_dict(
-        {"image": images, "caption": captions, "img_id": [str(i) for i in range(n_images)]},
-        features=datasets.Features({"image": datasets.Image(), "caption": datasets.Sequence(datasets.Value("string")),
-                                    "img_id": datasets.Value("string")}))
-    if parquet:
-        (root / "test").mkdir(parents=True, exist_ok=True)
-        ds.to_parquet(str(root / "test" / "0000.parquet"))
-    else:
-        datasets.DatasetDict({"test": ds}).save_to_disk(str(root))
+    columns = {"image": images, "caption": captions, "img_id": [str(i) for i in range(n_images)]}
+    features = datasets.Features({"image": datasets.Image(), "caption": datasets.Sequence(datasets.Value("string")),
+                                  "img_id": datasets.Value("string")})
+    ds = datasets.Dataset.from_dict(columns, features=features)
+    _save_hf(root, ds, layout or ("parquet" if parquet else "save_to_disk"), repo_id, columns, features)
     return expected
 
 
-def fabricate_winogavil(root: Path, seed: int):
+def fabricate_winogavil(root: Path, seed: int, layout: str = "save_to_disk"):
     import datasets
 
     rng = np.random.default_rng(seed)
@@ -268,20 +322,28 @@ def fabricate_winogavil(root: Path, seed: int):
         rows["associations"].append([names[a] for a in assoc])
         rows["candidate_images"].append(imgs)
         rows["num_associations"].append(n_assoc)
-    ds = datasets.Dataset.from_dict(rows, features=datasets.Features({
+    features = datasets.Features({
         "cue": datasets.Value("string"), "candidates": datasets.Sequence(datasets.Value("string")),
         "associations": datasets.Sequence(datasets.Value("string")),
-        "candidate_images": datasets.Sequence(datasets.Image()), "num_associations": datasets.Value("int64")}))
-    datasets.DatasetDict({"test": ds}).save_to_disk(str(root))
+        "candidate_images": datasets.Sequence(datasets.Image()), "num_associations": datasets.Value("int64")})
+    ds = datasets.Dataset.from_dict(rows, features=features)
+    _save_hf(root, ds, layout, "nlphuji/winogavil", rows, features)
     s, g = np.array(scores), np.array(groups)
     return float(s[g >= 10].mean()), float(s.mean())
 
 
-def fabricate_suite(data_root: Path, suite) -> dict[str, Expect]:
-    """Write every task of ``suite`` under ``data_root``; return the expected main metric per key."""
+def fabricate_suite(data_root: Path, suite, hf_layout: str = "harness") -> dict[str, Expect]:
+    """Write every task of ``suite`` under ``data_root``; return the expected main metric per key.
+
+    ``hf_layout="harness"``: Flickr as a save_to_disk copy, MSCOCO as hub parquet files, WinoGAViL as
+    save_to_disk, each in its ``source.path``. ``"datacomp"``: the three in DataComp's datasets cache
+    ``<data_root>/hf_cache`` (Flickr's images as extracted files, as a loading script leaves them).
+    """
     expect: dict[str, Expect] = {}
     for i, task in enumerate(suite.tasks):
         root = task.data_dir(data_root)
+        if task.source.format == "hf" and hf_layout == "datacomp":
+            root = data_root / "hf_cache"
         seed = 1000 + i
         if task.task == "zeroshot_classification":
             n_classes = {"vtab/pcam": 2, "renderedsst2": 2, "vtab/kitti_closest_vehicle_distance": 4}.get(task.key, 6)
@@ -302,12 +364,19 @@ def fabricate_suite(data_root: Path, suite) -> dict[str, Expect]:
             expect[task.key] = Expect(plain_acc(s["labels"], s["rankings"], 1),
                                       {"acc_wg": plain_worst_group(hits, [i % 3 for i in range(10)])})
         elif task.task == "wilds_fmow":
-            regions = [(0, 1, 3, 5)[i % 4] for i in range(24)]  # 2 and 4 empty, 5 is "Other"
+            # regions 0, 1, 3 and 5 ("Other"), 2 and 4 empty; the first three misses go to region 5, so
+            # "Other" is the worst region and the two compat modes disagree
+            labels, rankings = class_spec(seed, 24, 6)
+            misses = [i for i, (y, r) in enumerate(zip(labels, rankings, strict=True)) if r[0] != y][:3]
+            rest = iter((0, 1, 3)[k % 3] for k in range(24))
+            regions = [5 if i in misses else next(rest) for i in range(24)]
             s = fabricate_classification(root, seed, n_classes=6, n=24,
                                          meta=lambda i, y, r=regions: np.array([r[i], i % 3, y], np.int64))
             hits = [int(p == y) for p, y in zip(s["preds"], s["labels"], strict=True)]
-            expect[task.key] = Expect(plain_worst_group(hits, regions, skip=(5,)),
-                                      {"acc_worst_year": plain_worst_group(hits, [i % 3 for i in range(24)])})
+            # DataComp counts region 5 ("Other"); the corrected mode skips it
+            expect[task.key] = Expect(plain_worst_group(hits, regions),
+                                      {"acc_worst_year": plain_worst_group(hits, [i % 3 for i in range(24)])},
+                                      corrected=plain_worst_group(hits, regions, skip=(5,)))
         elif task.task == "dollar_street":
             s = fabricate_classification(root, seed, n_classes=12, n=24,
                                          meta=lambda i, y: np.array([i % 4, 100 * i, i % 2], np.int64))
@@ -333,9 +402,12 @@ def fabricate_suite(data_root: Path, suite) -> dict[str, Expect]:
             })
         elif task.task == "zeroshot_retrieval":
             mscoco = "mscoco" in task.key  # MSCOCO as hub parquet files, Flickr as a save_to_disk copy
-            expect[task.key] = Expect(fabricate_hf_retrieval(root, seed, n_images=10 if mscoco else 12, parquet=mscoco))
+            layout = ("hf_cache" if mscoco else "hf_cache_files") if hf_layout == "datacomp" else \
+                ("parquet" if mscoco else "save_to_disk")
+            expect[task.key] = Expect(fabricate_hf_retrieval(root, seed, n_images=10 if mscoco else 12,
+                                                             layout=layout, repo_id=task.source.hub))
         elif task.task == "winogavil":
-            main, avg = fabricate_winogavil(root, seed)
+            main, avg = fabricate_winogavil(root, seed, layout="hf_cache" if hf_layout == "datacomp" else "save_to_disk")
             expect[task.key] = Expect(main, {"avg_jaccard_score": avg})
         else:  # pragma: no cover
             raise AssertionError(task.task)

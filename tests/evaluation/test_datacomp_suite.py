@@ -25,28 +25,32 @@ def test_suite_yaml_matches_reference(datacomp_suite):
     assert s.task("retrieval/mscoco_2014_5k_test_image_text_retrieval").main_metric == "mean_recall@1"
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_whole_suite_end_to_end(tmp_path, fabricated_datacomp, datacomp_suite, workers):
-    """Also through one decode pool for the whole suite (workers=2): the same lines, in suite order."""
+@pytest.mark.parametrize("workers, compat", [(0, "datacomp"), (2, "datacomp"), (0, "corrected")])
+def test_whole_suite_end_to_end(tmp_path, fabricated_datacomp, datacomp_suite, workers, compat):
+    """Also through one decode pool for the whole suite (workers=2): the same lines, in suite order.
+    In both compat modes (they differ on FMoW, whose worst region is "Other" here)."""
     data_root, expect = fabricated_datacomp
     out = tmp_path / "run"
-    summary = evaluate(LookupEncoder(), "datacomp", data_root, out, num_workers=workers)
+    summary = evaluate(LookupEncoder(), "datacomp", data_root, out, num_workers=workers, compat=compat)
+    assert summary["compat"] == compat
     lines = [json.loads(x) for x in (out / "eval_results.jsonl").read_text().splitlines()]
     assert [x["key"] for x in lines] == [t.key for t in datacomp_suite]
     assert [x["dataset"] for x in lines] == [t.name for t in datacomp_suite]
+    assert {x["compat"] for x in lines} == {compat}
     by_key = {x["key"]: x["metrics"] for x in lines}
     for key, e in expect.items():
         m = by_key[key]
         if e.main is None:
             assert m["main_metric"] is None
         else:
-            assert m["main_metric"] == pytest.approx(e.main, abs=1e-6), key
+            assert m["main_metric"] == pytest.approx(e.main_in(compat), abs=1e-6), key
         for name, value in e.extra.items():
             assert m[name] == pytest.approx(value, abs=1e-6), (key, name)
     # acc5 is None under 5 classes, as DataComp writes it
     assert by_key["vtab/pcam"]["acc5"] is None
     assert summary["partial"] is False and summary["missing_tasks"] == []
-    mains = {k: e.main for k, e in expect.items()}
+    mains = {k: e.main_in(compat) for k, e in expect.items()}
+    assert (mains["wilds/fmow"] == 0.0) == (compat == "datacomp")
     shifts = ["imagenet_sketch", "imagenetv2", "imagenet-a", "imagenet-o", "imagenet-r", "objectnet"]
     assert summary["aggregates"]["ImageNet"] == pytest.approx(mains["imagenet1k"])
     assert summary["aggregates"]["ImageNet dist. shifts"] == pytest.approx(sum(mains[k] for k in shifts) / 6)

@@ -67,7 +67,7 @@ class FakeStages:
         return ck
 
     def evaluate(self, checkpoint: Path, suite: str, data_root: Path, out_dir: Path, device: str = "cpu",
-                 partial: bool = False, num_workers: int = 0) -> dict:
+                 partial: bool = False, num_workers: int = 0, compat: str | None = None) -> dict:
         self.eval_calls += 1
         results = Path(out_dir) / "eval_results.jsonl"
         done = {}

@@ -42,7 +42,7 @@ def uid_of(i: int) -> str:
 def write_run(
     root: Path, filter: str, scale: str, seed: int, samples: int, tasks: dict[str, float],
     unique: int | None = None, world: Path | None = None, subset: list[str] | None = None,
-    pool: str = "tiny-seed0", tasks_in_summary: bool = True,
+    pool: str = "tiny-seed0", tasks_in_summary: bool = True, compat: str | None = None,
 ) -> Path:
     """One run directory laid out as docs/architecture.md says."""
     slug = filter.replace("+", "_plus_").replace("&", "_and_")
@@ -60,6 +60,8 @@ def write_run(
         "tasks": {k: {"name": TASKS[k][0], "main_metric": v} for k, v in tasks.items()} if tasks_in_summary else {},
         "suite": "tiny", "provenance": {"world": str(world)} if world else {},
     }
+    if compat is not None:  # the evaluation's mode; runs made before it existed have none
+        summary["compat"] = compat
     (run / "summary.json").write_text(json.dumps(summary, indent=2))
     if subset is not None:
         pairs = sorted((int(u[:16], 16), int(u[16:], 16)) for u in subset)

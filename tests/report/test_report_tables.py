@@ -157,6 +157,31 @@ def test_csv_round_trip(golden_runs, tmp_path):
     assert float(dfn["Average Std"]) == pytest.approx(0.005)
 
 
+def test_evaluation_mode_is_marked(tmp_path):
+    """summary.json's compat: corrected rows get §, seeds of both modes ¶, and a footnote says which
+    mode made the unmarked numbers; CSV carries the mode in its Compat column."""
+    from report_fixtures import tasks_for, write_run
+
+    root = tmp_path / "runs"
+    dirs = [write_run(root, "no_filter", "tiny", 0, 2000, tasks_for(0.20, 0.0), compat="datacomp"),
+            write_run(root, "hype10", "tiny", 0, 200, tasks_for(0.26, 0.0), compat="corrected"),
+            write_run(root, "hype10+dfn", "tiny", 0, 420, tasks_for(0.28, 0.0), compat="datacomp"),
+            write_run(root, "hype10+dfn", "tiny", 1, 420, tasks_for(0.28, 0.01), compat="corrected"),
+            write_run(root, "clip_l14_30", "tiny", 0, 600, tasks_for(0.25, 0.0))]
+    written = build_report(dirs, tmp_path / "out", include_published=False)
+    md = written["markdown"].read_text(encoding="utf-8")
+    assert "| No filtering | Tiny |" in md and "| HYPE 10%§ | Tiny |" in md
+    assert "| HYPE 10% + DFN¶ (n=2) | Tiny |" in md and "| CLIP L/14 30% | Tiny |" in md
+    assert "- Unmarked rows: evaluated as DataComp's pinned evaluator computes (--compat datacomp)" in md
+    assert "- § evaluated with --compat corrected" in md and "- ¶ seeds evaluated in different --compat modes." in md
+    assert "- Evaluation mode not recorded (runs made before --compat existed): CLIP L/14 30% (tiny)." in md
+    recs = {r["Filter"]: r["Compat"] for r in csv.DictReader(io.StringIO(written["csv"].read_text(encoding="utf-8")))}
+    assert recs == {"no_filter": "datacomp", "hype10": "corrected", "hype10+dfn": "mixed", "clip_l14_30": ""}
+    tex = written["latex"].read_text(encoding="utf-8")
+    assert r"HYPE 10\%\S{}" in tex and r"\S{} evaluated with --compat corrected" in tex
+    assert "HYPE 10%§" in format_table(table_rows(dirs))
+
+
 def test_format_table_one_run(golden_runs):
     text = format_table(table_rows([golden_runs[3]]))
     header, rule, line = text.splitlines()[:3]
