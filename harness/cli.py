@@ -114,8 +114,12 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_select(args: argparse.Namespace) -> int:
+    from harness.expressions import parse
+    from harness.plugins import load_plugins
     from harness.selection import select
 
+    load_plugins(args.plugins)
+    parse(args.filter)  # a bad expression is refused before a world is built or a pool read
     ctx, cache = _scoring_context(args)
     info = select(ctx.pool, args.filter, args.out, ctx, cache, args.seed)
     print(json.dumps(info, indent=2, default=str))

@@ -546,6 +546,19 @@ def _reading(path: Path) -> Iterator[None]:
         raise PoolError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from exc
 
 
+def _check_finite(arr: np.ndarray, npz: Path, key: str, table: pa.Table) -> None:
+    """NaN or inf in a feature array is refused here, naming the npz, the array and the row, rather than
+    deep inside a filter (k-means, a classifier) that names neither."""
+    if arr.dtype.kind != "f":
+        return
+    finite = np.isfinite(arr)
+    if finite.all():
+        return
+    row = int(np.flatnonzero(~finite.reshape(len(arr), -1).all(axis=1))[0])
+    uid = table.column("uid")[row].as_py() if "uid" in table.column_names else "?"
+    raise PoolError(f"{npz}: array {key!r} holds NaN or inf at row {row} (uid {uid})")
+
+
 def _uid_column(table: pa.Table, path: Path) -> pa.ChunkedArray:
     """The uid column as strings (a numeric or binary column is cast, so uids_to_array can name it)."""
     col = table.column("uid")
@@ -668,6 +681,7 @@ class Pool:
                                 f"{npz}: {k!r} has {arr.shape[0]} rows but {path.name} has "
                                 f"{table.num_rows}; features must align row for row with the parquet"
                             )
+                        _check_finite(arr, npz, k, table)
                         feats[k] = arr
             batch = MetadataBatch(table=table, features=feats, path=str(path), offset=offset)
             if all_uids is not None:
