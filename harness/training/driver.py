@@ -447,10 +447,12 @@ def _atomic_save(real: Any) -> Any:
 def run_open_clip(args: list[str], seed: int, log_file: Path | None = None) -> None:
     """Call open_clip_train.main.main(args) in this process, as DataComp does, and clean up after it."""
     from open_clip_train import main as oc_main
+    from PIL import Image
 
     from harness.training.seeding import deterministic_data
 
     state = _ProcessState()
+    pil_limit = Image.MAX_IMAGE_PIXELS  # the data pipeline lowers it (seeding.bound_image_decoding)
     real_save, real_load = torch.save, oc_main.pt_load
     torch.save, oc_main.pt_load = _atomic_save(real_save), _safe_pt_load
     try:
@@ -460,6 +462,7 @@ def run_open_clip(args: list[str], seed: int, log_file: Path | None = None) -> N
         raise TrainingError(f"open_clip_train exited with status {exc.code}{_log_hint(log_file)}") from None
     finally:
         torch.save, oc_main.pt_load = real_save, real_load
+        Image.MAX_IMAGE_PIXELS = pil_limit
         state.restore()
     if result == -1:
         raise TrainingError(f"open_clip_train refused to run{_log_hint(log_file)}")
