@@ -275,7 +275,7 @@ def render_cells(rows: Sequence[Row], cell: Callable[[str, int | None], str]) ->
     return out
 
 
-def _no_tags(text: str) -> str:
+def no_tags(text: str) -> str:
     """< and > as entities: no tag (a <script>, an <img onerror=...>) survives into the Markdown. A bare
     & is left alone (it starts no tag, and "D&B" stays readable in the source)."""
     return text.replace("<", "&lt;").replace(">", "&gt;")
@@ -297,7 +297,7 @@ def to_markdown(rows: Sequence[Row]) -> str:
     """GitHub Markdown table (bold **x**, underline <u>x</u>) with its notes; names are HTML-escaped,
     so a name holding markup shows as text."""
     def cell(text: str, mark: int | None) -> str:
-        text = _no_tags(text).replace("|", "\\|")
+        text = no_tags(text).replace("|", "\\|")
         return f"**{text}**" if mark == 1 else f"<u>{text}</u>" if mark == 2 else text
 
     lines = ["| " + " | ".join(COLUMNS) + " |",
@@ -305,7 +305,7 @@ def to_markdown(rows: Sequence[Row]) -> str:
     lines += ["| " + " | ".join(r) + " |" for r in render_cells(rows, cell)]
     notes = footnotes(rows)
     if notes:
-        lines += [""] + [f"- {_no_tags(n)}" for n in notes]
+        lines += [""] + [f"- {no_tags(n)}" for n in notes]
     return "\n".join(lines) + "\n"
 
 
