@@ -12,6 +12,14 @@ Output (``out_dir``)::
 Input shards are split among ``workers`` processes, each streaming its shards and writing its own
 output shards; the shards are numbered afterwards in (worker, order) order so the result does not
 depend on timing. Corrupt samples (no json, bad uid) and unreadable shards are skipped and counted.
+
+A uid met more than once in the input (twice in a shard, or in two shards, possibly with different
+images) is written once -- with the subset's multiplicity -- from its first occurrence in shard name
+order, and every repeat is reported with both shard names (a warning; ``duplicates`` in meta.json).
+DataComp's resharder (resharder.py, ``process_example``) writes each occurrence, so its output count
+can exceed the subset and its "not found in the input" count go negative; the scoring engine here
+also keeps the first occurrence. Across workers, the later worker's copies are removed from its
+temporary shards before they are numbered (workers hold contiguous runs of the sorted shards).
 """
 
 from __future__ import annotations
