@@ -371,7 +371,10 @@ def main(argv: list[str] | None = None) -> int:
         # Bad input is the user's to fix: say what and where, without a traceback (--verbose shows it).
         if args.verbose:
             raise
-        print(f"harness: error: {error}", file=sys.stderr)
+        # the stage: the one `harness run` was in (harness.run._timed marks it), else the subcommand
+        stage = getattr(error, "harness_stage", None) or args.command
+        text = str(error) if str(error).startswith(f"{stage}:") else f"{stage}: {error}"
+        print(f"harness: error: {text}", file=sys.stderr)
         return 2
 
 

@@ -25,6 +25,16 @@ from harness.selection import save_subset, select
 TORCH_ENOSPC = ("[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing file "
                 "data/0: file write failed")
 
+@pytest.fixture(autouse=True)
+def _cli_log_handlers():
+    """harness.cli.main adds a stderr handler per call; drop them so a later test's captured stderr
+    does not receive a closed stream's logging errors."""
+    import logging as _logging
+
+    yield
+    _logging.getLogger("harness").handlers.clear()
+
+
 
 def _leftovers(d: Path) -> list[str]:
     return sorted(p.name for p in d.rglob("*") if p.is_file() and p.name != "epoch_latest.pt")
@@ -160,14 +170,14 @@ def test_bad_option_value_names_filter_and_option(gen_pool, tmp_path, capsys):
     code, err = _cli(["select", "--pool", str(gen_pool.root), "--filter", "random30", "--out", str(tmp_path / "o"),
                       "--runs", str(tmp_path / "r"), "--set", "random.seed=abc"], capsys)
     assert code == 2 and len(err) == 1, err
-    assert err[0].startswith("harness: error: filter 'random': bad value for option 'seed'='abc': ")
+    assert err[0].startswith("harness: error: select: filter 'random': bad value for option 'seed'='abc': ")
 
 
 def test_select_with_a_mistyped_world_checks_the_expression_first(tmp_path, capsys):
     world = tmp_path / "wrold-seed0"
     code, err = _cli(["select", "--world", str(world), "--filter", "dfn + bogus_filter", "--out", str(tmp_path / "o"),
                       "--runs", str(tmp_path / "r")], capsys)
-    assert code == 2 and "unknown filter 'bogus_filter'" in err[0]
+    assert code == 2 and err[0].startswith("harness: error: select: unknown filter 'bogus_filter'")
     assert not world.exists()  # no world was started
 
 
@@ -195,3 +205,11 @@ def test_score_prints_the_corrupt_shard_summary_even_when_no_row_is_lost(gen_poo
     assert len(lines) == 1, lines
     assert lines[0].startswith("score rel_image_size: skipped 1 corrupt shard in 2 shard(s); first: ")
     assert "00000001.tar" in lines[0]
+
+
+def test_harness_run_names_the_stage_that_failed(gen_pool, tmp_path, capsys):
+    code, err = _cli(["run", "--pool", str(gen_pool.root), "--filter", "random30", "--runs", str(tmp_path / "r"),
+                      "--eval-data", str(tmp_path), "--set", "random.seed=abc"], capsys)
+    errors = [line for line in err if " INFO " not in line]  # progress lines ("select: running") aside
+    assert code == 2 and len(errors) == 1, err
+    assert errors[0].startswith("harness: error: select: filter 'random': bad value for option 'seed'='abc'")

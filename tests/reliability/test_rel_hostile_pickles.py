@@ -23,6 +23,17 @@ from harness.safeload import UnsafeFileError
 from harness.selection import select
 
 
+@pytest.fixture(autouse=True)
+def _cli_log_handlers():
+    """harness.cli.main adds a stderr handler per call; drop them so a later test's captured stderr
+    does not receive a closed stream's logging errors."""
+    import logging as _logging
+
+    yield
+    _logging.getLogger("harness").handlers.clear()
+
+
+
 class _Payload:
     """Unpickling this runs a shell command that creates ``marker``."""
 
@@ -126,7 +137,7 @@ def test_harness_evaluate_on_a_refused_pickle_is_one_line(tmp_path, marker, caps
     err = capsys.readouterr().err
     assert code == 2
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("harness: error: ") and str(evil) in lines[0], err
+    assert len(lines) == 1 and lines[0].startswith(f"harness: error: evaluate: {evil}: refused: "), err
     assert "Traceback" not in err
 
 

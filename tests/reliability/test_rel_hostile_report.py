@@ -26,6 +26,16 @@ SCRIPT = "<script>alert(1)</script>"
 FORMULA = '=HYPERLINK("http://evil.example","click")'
 MATHTEXT = r"uids:/data/$\frac{$.npy"  # an unbalanced mathtext formula: matplotlib would raise on it
 
+@pytest.fixture(autouse=True)
+def _cli_log_handlers():
+    """harness.cli.main adds a stderr handler per call; drop them so a later test's captured stderr
+    does not receive a closed stream's logging errors."""
+    import logging as _logging
+
+    yield
+    _logging.getLogger("harness").handlers.clear()
+
+
 
 @pytest.fixture
 def hostile_runs(tmp_path: Path) -> list[Path]:

@@ -24,6 +24,17 @@ from harness.reshard import reshard
 from harness.selection import EmptySelectionError, save_subset, select
 
 
+@pytest.fixture(autouse=True)
+def _cli_log_handlers():
+    """harness.cli.main adds a stderr handler per call; drop them so a later test's captured stderr
+    does not receive a closed stream's logging errors."""
+    import logging as _logging
+
+    yield
+    _logging.getLogger("harness").handlers.clear()
+
+
+
 def _written(out) -> dict[str, bytes]:
     """key -> image bytes over every output shard."""
     got: dict[str, bytes] = {}
@@ -116,7 +127,8 @@ def test_empty_selection_through_the_cli_is_one_line_exit_2(gen_pool, tmp_path, 
     code = main(["select", "--pool", str(gen_pool.root), "--filter", "clip_l14>=5", "--out", str(tmp_path / "o"),
                  "--runs", str(tmp_path / "runs")])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and "keeps no sample" in err[0] and "clip_l14>=5: 0" in err[0]
+    assert code == 2 and len(err) == 1 and err[0].startswith("harness: error: select: expression 'clip_l14>=5' keeps")
+    assert "(kept per term: clip_l14>=5: 0)" in err[0]
 
 
 def test_selection_smaller_than_a_global_batch_warns_at_train(gen_pool, tmp_path, caplog, monkeypatch):
