@@ -24,6 +24,7 @@ temporary shards before they are numbered (workers hold contiguous runs of the s
 
 from __future__ import annotations
 
+import array
 import io
 import json
 import logging
@@ -130,9 +131,10 @@ def _work(task: _Task) -> dict[str, Any]:
     stats = SampleStats()
     writer = _ShardWriter(Path(task.out_dir), task.worker, task.shard_size, task.attempt)
     processed = output = 0
-    # a uid met again (same or a later shard of this worker) is not written again: first[pos] is the
-    # shard (index in task.shards) that supplied the subset row at pos, -1 while none has
-    first = np.full(len(subset), -1, dtype=np.int32)
+    # a uid met again (same or a later shard of this worker) is not written again: taken[pos] marks the
+    # subset row at pos as supplied (1 byte a subset row), by the shard recorded beside its position
+    taken = np.zeros(len(subset), dtype=bool)
+    positions, from_shard = array.array("q"), array.array("i")  # 12 bytes a written uid
     duplicates: list[tuple[str, int, int]] = []  # (uid, shard kept, shard skipped)
     for s_idx, shard in enumerate(task.shards):
         for key, raw in iter_shard_raw(shard, stats):
@@ -145,18 +147,26 @@ def _work(task: _Task) -> dict[str, Any]:
             processed += 1
             uid = meta["uid"].lower()
             pos, k = _find_in_subset(subset, *uid_to_pair(uid))
-            if k and first[pos] >= 0:
-                duplicates.append((uid, int(first[pos]), s_idx))
+            if k and taken[pos]:
+                duplicates.append((uid, _shard_of(positions, from_shard, pos), s_idx))
                 continue
             if k:
-                first[pos] = s_idx
+                taken[pos] = True
+                positions.append(pos)
+                from_shard.append(s_idx)
             for j in range(k):
                 writer.write(f"{uid}-{j}", raw)
             output += k
-    positions = np.flatnonzero(first >= 0)
     return {"worker": task.worker, "written": writer.close(), "processed": processed, "output": output,
             "stats": stats.as_dict(), "shards": [Path(p).name for p in task.shards],
-            "positions": positions, "from_shard": first[positions], "duplicates": duplicates}
+            "positions": np.frombuffer(positions, dtype=np.int64) if positions else np.empty(0, np.int64),
+            "from_shard": np.frombuffer(from_shard, dtype=np.int32) if from_shard else np.empty(0, np.int32),
+            "duplicates": duplicates}
+
+
+def _shard_of(positions: array.array, from_shard: array.array, pos: int) -> int:
+    """The shard that supplied subset row ``pos`` (duplicates are rare: a linear search is fine)."""
+    return int(from_shard[np.flatnonzero(np.frombuffer(positions, dtype=np.int64) == pos)[0]])
 
 
 def _drop_keys(out: Path, written: list[tuple[str, int]], uids: set[str]) -> list[tuple[str, int]]:
