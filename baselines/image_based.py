@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from harness import langid
+from harness import langid, safeload
 from harness.plugins import MetadataBatch, Needs, PluginError, Predicate, ScoringContext, register
 
 REFERENCE_NAMES = ("l14_img.npy", "features.npy", "image_features.npy", "l14_img.npz", "features.npz")
@@ -39,7 +39,7 @@ REFERENCE_NAMES = ("l14_img.npy", "features.npy", "image_features.npy", "l14_img
 
 def _load_array(path: Path) -> np.ndarray:
     if path.suffix == ".npy":
-        return np.load(path)
+        return safeload.np_load(path)
     if path.suffix == ".npz":
         with np.load(path) as z:
             key = "l14_img" if "l14_img" in z.files else (z.files[0] if len(z.files) == 1 else None)
@@ -47,9 +47,7 @@ def _load_array(path: Path) -> np.ndarray:
                 raise PluginError(f"{path}: expected an 'l14_img' array, found {z.files}")
             return z[key]
     if path.suffix in (".pt", ".pth"):
-        import torch
-
-        obj = torch.load(path, map_location="cpu", weights_only=False)
+        obj = safeload.torch_load(path)  # weights_only: a crafted .pt never runs code
         if isinstance(obj, dict):
             obj = obj.get("image_features", obj.get("centroids"))
         if hasattr(obj, "numpy"):

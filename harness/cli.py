@@ -114,8 +114,12 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_select(args: argparse.Namespace) -> int:
+    from harness.expressions import parse
+    from harness.plugins import load_plugins
     from harness.selection import select
 
+    load_plugins(args.plugins)
+    parse(args.filter)  # a bad expression is refused before a world is built or a pool read
     ctx, cache = _scoring_context(args)
     info = select(ctx.pool, args.filter, args.out, ctx, cache, args.seed)
     print(json.dumps(info, indent=2, default=str))
@@ -173,17 +177,53 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from harness.run import run, run_dir
 
     filters = shlex.split(args.filters)
-    dirs = []
-    for expr in filters:
-        for seed in range(args.seeds):
-            cfg = _run_config(args, expr, seed)
-            run(cfg)
-            dirs.append(run_dir(cfg))
-    written = build_report(dirs, args.out, scale=args.scale)
+    configs = [_run_config(args, expr, seed) for expr in filters for seed in range(args.seeds)]
+    done, skipped = run_all(configs, run, run_dir, lock_wait=args.lock_wait)
+    if not done:
+        raise RuntimeError("compare: every run is locked by another process: " + ", ".join(map(str, skipped)))
+    written = build_report(done, args.out, scale=args.scale)
     print(Path(written["markdown"]).read_text())
     for kind, path in written.items():
         print(f"{kind}: {path}", file=sys.stderr)
+    if skipped:  # the report covers the others; say which are missing from it, and exit 3
+        print(f"harness: compare: {len(skipped)} run(s) left out of the report, locked by another process: "
+              + ", ".join(map(str, skipped)), file=sys.stderr)
+        return 3
     return 0
+
+
+def run_all(configs: list[Any], run: Any, run_dir: Any, lock_wait: float = 0.0,
+            poll: float = 2.0) -> tuple[list[Path], list[Path]]:
+    """Run each config; one locked by another process is retried after the others, waiting up to
+    ``lock_wait`` seconds for it, then skipped. Returns (run directories done, run directories skipped)."""
+    import time
+
+    from harness.stages import RunLockedError
+
+    done: list[Path | None] = []
+    later: list[int] = []
+    for cfg in configs:
+        try:
+            run(cfg)
+            done.append(run_dir(cfg))
+        except RunLockedError as exc:
+            logging.getLogger("harness.compare").warning("compare: %s; retrying it after the other runs", exc)
+            done.append(None)
+            later.append(len(done) - 1)
+    skipped: list[Path] = []
+    for i in later:
+        deadline = time.monotonic() + lock_wait
+        while True:
+            try:
+                run(configs[i])
+                done[i] = run_dir(configs[i])
+                break
+            except RunLockedError:
+                if time.monotonic() >= deadline:
+                    skipped.append(run_dir(configs[i]))
+                    break
+                time.sleep(poll)
+    return [d for d in done if d is not None], skipped
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -289,6 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--filters", required=True, help="space-separated expressions")
             p.add_argument("--seeds", type=int, default=1)
             p.add_argument("--out", type=Path, default=Path("runs/report"))
+            p.add_argument("--lock-wait", type=float, default=0.0, metavar="SECONDS",
+                           help="wait this long for a run another process holds, then leave it out (exit 3)")
         p.add_argument("--scale", default="tiny", choices=["tiny", "small", "medium", "large", "xlarge"])
         p.add_argument("--runs", type=Path, default=Path("runs"))
         p.add_argument("--suite", default=None, help="default: tiny for a world, datacomp for a pool")
@@ -335,7 +377,10 @@ def main(argv: list[str] | None = None) -> int:
         # Bad input is the user's to fix: say what and where, without a traceback (--verbose shows it).
         if args.verbose:
             raise
-        print(f"harness: error: {error}", file=sys.stderr)
+        # the stage: the one `harness run` was in (harness.run._timed marks it), else the subcommand
+        stage = getattr(error, "harness_stage", None) or args.command
+        text = str(error) if str(error).startswith(f"{stage}:") else f"{stage}: {error}"
+        print(f"harness: error: {text}", file=sys.stderr)
         return 2
 
 

@@ -202,11 +202,19 @@ def _suggest(word: str, names: list[str]) -> str:
     return f"; did you mean {', '.join(near)}?" if near else f"; known filters: {', '.join(sorted(names))}"
 
 
+# Limits that keep every recursive walk of the AST (evaluation, printing) far below Python's recursion
+# limit; a real expression is a handful of terms.
+MAX_DEPTH = 50  # nested parentheses
+MAX_TERMS = 256  # terms in the whole expression (a chain a+b+c... nests one level per operator)
+
+
 class _Parser:
     def __init__(self, expr: str, known: _Known):
         self.expr, self.known = expr, known
         self.toks = _tokenize(expr)
         self.i = 0
+        self.depth = 0
+        self.terms = 0
 
     def peek(self) -> _Tok:
         return self.toks[self.i]
@@ -240,9 +248,17 @@ class _Parser:
 
     def parse_term(self) -> Node:
         t = self.peek()
+        if t.kind in ("lpar", "uids", "word"):
+            self.terms += 1
+            if self.terms > MAX_TERMS:
+                raise self.error(f"expression too long: more than {MAX_TERMS} terms", t.pos)
         if t.kind == "lpar":
             self.take()
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                raise self.error(f"parentheses nested more than {MAX_DEPTH} deep", t.pos)
             node = self.parse_expr()
+            self.depth -= 1
             close = self.peek()
             if close.kind != "rpar":
                 raise self.error(f"expected ')' to close the '(' at position {t.pos}", close.pos)
@@ -373,9 +389,12 @@ def compare(scores: np.ndarray, cmp: str, value: float) -> np.ndarray:
     raise ValueError(cmp)
 
 
-def load_subset(path: str | Path) -> np.ndarray:
-    """A DataComp subset: ``np.save``d u8,u8 (or a raw u8,u8 buffer, as DataComp's resharder accepts)."""
+def load_subset(path: str | Path, npy_only: bool = False) -> np.ndarray:
+    """A DataComp subset: ``np.save``d u8,u8 (or a raw u8,u8 buffer, as DataComp's resharder accepts,
+    unless ``npy_only``: a ``uids:`` term takes only a .npy, so a stray text file is never read as uids)."""
     path = Path(path).expanduser()
+    if path.exists() and not path.is_file():
+        raise ValueError(f"subset file {path} is not a regular file")
     if not path.is_file():
         raise FileNotFoundError(f"subset file {path} does not exist")
     with path.open("rb") as f:
@@ -383,6 +402,8 @@ def load_subset(path: str | Path) -> np.ndarray:
     try:
         if magic == b"\x93NUMPY":
             arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        elif npy_only:
+            raise ValueError(f"{path}: not a .npy file (a uids: term takes an np.save'd u8,u8 array)")
         else:
             if path.stat().st_size % UID_DTYPE.itemsize or path.stat().st_size == 0:
                 raise ValueError(f"{path}: neither a .npy file nor a raw u8,u8 buffer")
@@ -468,7 +489,7 @@ def evaluate(
         if isinstance(a, UidsAtom):
             if pool_uids is None:
                 raise ValueError("uids: terms need the pool's uids")
-            counts, outside = subset_counts(pool_uids(), load_subset(a.path))
+            counts, outside = subset_counts(pool_uids(), load_subset(a.path, npy_only=True))
             res: np.ndarray = counts > 0 if counts.max(initial=0) <= 1 else counts
             results.append(TermResult(str(a), None, int(counts.sum()), path=a.path, not_in_pool=outside))
             return res

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from harness import safeload
+
 CONFIG_DIR = Path(__file__).parent / "model_configs"
 _registered = False
 
@@ -107,7 +109,6 @@ def _config_from_params(ckpt: Path) -> str | None:
 def load_clip(spec: str | Path, device: str = "cpu") -> LoadedClip:
     """Load a CLIP model (see the module docstring for the accepted specs); eval mode, on `device`."""
     import open_clip
-    import torch
 
     register_configs()
     path = Path(spec)
@@ -120,7 +121,7 @@ def load_clip(spec: str | Path, device: str = "cpu") -> LoadedClip:
         if not weights.is_file():
             raise FileNotFoundError(f"{path}: weights file {weights.name} is missing")
         model, _, preprocess = open_clip.create_model_and_transforms(meta["model_name"], device=device)
-        state = torch.load(weights, map_location=device, weights_only=True)
+        state = safeload.torch_load(weights, map_location=device)  # weights only: never runs code
         model.load_state_dict(state.get("state_dict", state) if isinstance(state, dict) else state)
         name, fingerprint, config = meta.get("name", path.name), file_fingerprint(weights), meta["model_name"]
     elif path.is_file():
@@ -128,7 +129,8 @@ def load_clip(spec: str | Path, device: str = "cpu") -> LoadedClip:
         if config is None:
             raise ValueError(f"{path}: cannot tell the architecture of this checkpoint (no params.txt "
                              "beside its checkpoints folder); pass '<open_clip config>:<checkpoint path>'")
-        model, _, preprocess = open_clip.create_model_and_transforms(config, pretrained=str(path), device=device)
+        with safeload.refusing(path):  # open_clip loads with weights_only=True; say which file it refused
+            model, _, preprocess = open_clip.create_model_and_transforms(config, pretrained=str(path), device=device)
         name, fingerprint = path.stem, file_fingerprint(path)
     else:
         text = str(spec)
@@ -137,7 +139,8 @@ def load_clip(spec: str | Path, device: str = "cpu") -> LoadedClip:
             model, _, preprocess = open_clip.create_model_and_transforms(text, device=device)
             config, name, fingerprint = text, text, text
         elif sep and Path(tag).is_file():
-            model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=tag, device=device)
+            with safeload.refusing(tag):
+                model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=tag, device=device)
             config, name, fingerprint = arch, f"{arch}:{Path(tag).name}", file_fingerprint(tag)
         elif sep and arch in open_clip.list_models():
             model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=tag, device=device)

@@ -355,6 +355,12 @@ def instantiate(name: str, ctx: ScoringContext | None = None, **extra: Any) -> F
         return cls(**opts)
     except TypeError as exc:
         raise PluginError(f"filter {name!r}: bad options {opts}: {exc}") from exc
+    except ValueError as exc:  # e.g. int("abc"): name the option whose value the message quotes
+        if isinstance(exc, PluginError):
+            raise
+        bad = [k for k, v in opts.items() if isinstance(v, str) and repr(v) in str(exc)]
+        which = f"option {bad[0]!r}={opts[bad[0]]!r}" if len(bad) == 1 else f"options {opts}"
+        raise PluginError(f"filter {name!r}: bad value for {which}: {exc}") from exc
 
 
 def describe_filters() -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@ import binascii
 import contextlib
 import io
 import json
+import os
 import tarfile
 import zipfile
 import zlib
@@ -409,10 +410,59 @@ def parse_sample_json(raw: dict[str, bytes]) -> dict:
     return meta
 
 
-def decode_image(data: bytes) -> Any:
+# Decoding limits. A 164 kB PNG can decode to 13000x13000 (500 MB of RGB), a 1.3 kB JPEG header can
+# claim 12000x12000, both under Pillow's own limit (89.5M pixels warns, 179M refuses). DataComp's pool
+# images are at most 512 px on a side (img2dataset's resize), and the models see 224 px, so:
+DEFAULT_MAX_IMAGE_PIXELS = 4096 * 4096  # 16.8M pixels, 50 MB as RGB; env HARNESS_MAX_IMAGE_PIXELS
+DRAFT_SIDE = 1024  # a JPEG is decoded at 1/2, 1/4 or 1/8 scale while both sides stay >= this
+DEFAULT_DECODED_BATCH_MB = 512  # a scoring batch is flushed early once its decoded pixels reach this;
+#                                 env HARNESS_DECODED_BATCH_MB (256 images of 512x512 RGB are 192 MB)
+
+
+class ImageTooLarge(ValueError):
+    """An image whose header claims more pixels than the limit: skipped and counted, never decoded."""
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        n = int(value)
+    except ValueError:
+        raise ValueError(f"environment variable {name}={value!r} is not an integer") from None
+    if n <= 0:
+        raise ValueError(f"environment variable {name}={value!r} must be positive")
+    return n
+
+
+def max_image_pixels() -> int:
+    """The pixel limit of decode_image (HARNESS_MAX_IMAGE_PIXELS, default 4096*4096)."""
+    return _env_int("HARNESS_MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS)
+
+
+def decoded_batch_bytes() -> int:
+    """The decoded-pixel budget of one scoring batch, in bytes (HARNESS_DECODED_BATCH_MB, default 512)."""
+    return _env_int("HARNESS_DECODED_BATCH_MB", DEFAULT_DECODED_BATCH_MB) * 2**20
+
+
+def image_bytes(img: Any) -> int:
+    """Memory a decoded PIL image holds (width x height x bands)."""
+    return int(img.width) * int(img.height) * len(img.getbands())
+
+
+def decode_image(data: bytes, max_pixels: int | None = None) -> Any:
+    """Decode to RGB, bounded: the header's size is checked before any pixel is decoded (over the
+    limit: ImageTooLarge), and a JPEG much larger than the models need is decoded at reduced scale."""
     from PIL import Image
 
+    limit = max_image_pixels() if max_pixels is None else max_pixels
     img = Image.open(io.BytesIO(data))
+    w, h = img.size
+    if w * h > limit:
+        raise ImageTooLarge(f"{w}x{h} = {w * h} pixels, over the {limit}-pixel limit")
+    if img.format == "JPEG" and min(w, h) >= 2 * DRAFT_SIDE:
+        img.draft(img.mode, (DRAFT_SIDE, DRAFT_SIDE))  # DCT scaling: never below DRAFT_SIDE on a side
     img.load()
     return img.convert("RGB") if img.mode != "RGB" else img
 
@@ -467,6 +517,9 @@ def sample_from_raw(
         else:
             try:
                 image = decode_image(img_bytes)
+            except ImageTooLarge as exc:
+                stats.undecodable_images += 1
+                stats.note(f"{shard}/{key}: image skipped, {exc}")
             except Exception as exc:  # PIL raises many types for broken files
                 stats.undecodable_images += 1
                 stats.note(f"{shard}/{key}: undecodable image ({type(exc).__name__})")
@@ -490,6 +543,19 @@ def _reading(path: Path) -> Iterator[None]:
         raise
     except _READ_ERRORS as exc:
         raise PoolError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from exc
+
+
+def _check_finite(arr: np.ndarray, npz: Path, key: str, table: pa.Table) -> None:
+    """NaN or inf in a feature array is refused here, naming the npz, the array and the row, rather than
+    deep inside a filter (k-means, a classifier) that names neither."""
+    if arr.dtype.kind != "f":
+        return
+    finite = np.isfinite(arr)
+    if finite.all():
+        return
+    row = int(np.flatnonzero(~finite.reshape(len(arr), -1).all(axis=1))[0])
+    uid = table.column("uid")[row].as_py() if "uid" in table.column_names else "?"
+    raise PoolError(f"{npz}: array {key!r} holds NaN or inf at row {row} (uid {uid})")
 
 
 def _uid_column(table: pa.Table, path: Path) -> pa.ChunkedArray:
@@ -614,6 +680,7 @@ class Pool:
                                 f"{npz}: {k!r} has {arr.shape[0]} rows but {path.name} has "
                                 f"{table.num_rows}; features must align row for row with the parquet"
                             )
+                        _check_finite(arr, npz, k, table)
                         feats[k] = arr
             batch = MetadataBatch(table=table, features=feats, path=str(path), offset=offset)
             if all_uids is not None:

@@ -12,10 +12,19 @@ Output (``out_dir``)::
 Input shards are split among ``workers`` processes, each streaming its shards and writing its own
 output shards; the shards are numbered afterwards in (worker, order) order so the result does not
 depend on timing. Corrupt samples (no json, bad uid) and unreadable shards are skipped and counted.
+
+A uid met more than once in the input (twice in a shard, or in two shards, possibly with different
+images) is written once -- with the subset's multiplicity -- from its first occurrence in shard name
+order, and every repeat is reported with both shard names (a warning; ``duplicates`` in meta.json).
+DataComp's resharder (resharder.py, ``process_example``) writes each occurrence, so its output count
+can exceed the subset and its "not found in the input" count go negative; the scoring engine here
+also keeps the first occurrence. Across workers, the later worker's copies are removed from its
+temporary shards before they are numbered (workers hold contiguous runs of the sorted shards).
 """
 
 from __future__ import annotations
 
+import array
 import io
 import json
 import logging
@@ -75,30 +84,46 @@ class _ShardWriter:
             self.tar = None
 
     def write(self, key: str, members: dict[str, bytes]) -> None:
-        if self.tar is None or self.count >= self.maxcount:
-            self._open()
-        assert self.tar is not None
-        for ext, data in members.items():
-            info = tarfile.TarInfo(f"{key}.{ext}")
-            info.size = len(data)
-            info.mtime = self.mtime
-            info.mode = 0o444
-            info.uname = info.gname = "bigdata"
-            self.tar.addfile(info, io.BytesIO(data))
+        try:
+            if self.tar is None or self.count >= self.maxcount:
+                self._open()
+            assert self.tar is not None
+            for ext, data in members.items():
+                self.tar.addfile(_member(f"{key}.{ext}", len(data), self.mtime), io.BytesIO(data))
+        except OSError as exc:  # e.g. a full disk: name the file being written
+            raise self._failed(exc) from None
         self.count += 1
 
+    def _failed(self, exc: OSError) -> OSError:
+        name = self.written[-1][0] if self.written else "(no shard open)"
+        return OSError(exc.errno, f"reshard: cannot write {self.out_dir / name}: {exc.strerror or exc}")
+
     def close(self) -> list[tuple[str, int]]:
-        self._close()
+        try:
+            self._close()
+        except OSError as exc:
+            raise self._failed(exc) from None
         return self.written
 
 
-def _count_in_subset(subset: np.ndarray, hi: int, lo: int) -> int:
+def _member(name: str, size: int, mtime: float) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mtime = mtime
+    info.mode = 0o444
+    info.uname = info.gname = "bigdata"
+    return info
+
+
+def _find_in_subset(subset: np.ndarray, hi: int, lo: int) -> tuple[int, int]:
+    """(first position, count) of a uid in the sorted subset; count 0 when absent."""
     h = subset["f0"]
     a = int(np.searchsorted(h, np.uint64(hi), "left"))
     b = int(np.searchsorted(h, np.uint64(hi), "right"))
     if b - a == 0:
-        return 0
-    return int(np.count_nonzero(subset["f1"][a:b] == np.uint64(lo)))
+        return a, 0
+    match = np.flatnonzero(subset["f1"][a:b] == np.uint64(lo))
+    return (a + int(match[0]), len(match)) if len(match) else (a, 0)
 
 
 def _work(task: _Task) -> dict[str, Any]:
@@ -106,7 +131,12 @@ def _work(task: _Task) -> dict[str, Any]:
     stats = SampleStats()
     writer = _ShardWriter(Path(task.out_dir), task.worker, task.shard_size, task.attempt)
     processed = output = 0
-    for shard in task.shards:
+    # a uid met again (same or a later shard of this worker) is not written again: taken[pos] marks the
+    # subset row at pos as supplied (1 byte a subset row), by the shard recorded beside its position
+    taken = np.zeros(len(subset), dtype=bool)
+    positions, from_shard = array.array("q"), array.array("i")  # 12 bytes a written uid
+    duplicates: list[tuple[str, int, int]] = []  # (uid, shard kept, shard skipped)
+    for s_idx, shard in enumerate(task.shards):
         for key, raw in iter_shard_raw(shard, stats):
             try:
                 meta = parse_sample_json(raw)
@@ -116,13 +146,82 @@ def _work(task: _Task) -> dict[str, Any]:
                 continue
             processed += 1
             uid = meta["uid"].lower()
-            hi, lo = uid_to_pair(uid)
-            k = _count_in_subset(subset, hi, lo)
+            pos, k = _find_in_subset(subset, *uid_to_pair(uid))
+            if k and taken[pos]:
+                duplicates.append((uid, _shard_of(positions, from_shard, pos), s_idx))
+                continue
+            if k:
+                taken[pos] = True
+                positions.append(pos)
+                from_shard.append(s_idx)
             for j in range(k):
                 writer.write(f"{uid}-{j}", raw)
             output += k
     return {"worker": task.worker, "written": writer.close(), "processed": processed, "output": output,
-            "stats": stats.as_dict()}
+            "stats": stats.as_dict(), "shards": [Path(p).name for p in task.shards],
+            "positions": np.frombuffer(positions, dtype=np.int64) if positions else np.empty(0, np.int64),
+            "from_shard": np.frombuffer(from_shard, dtype=np.int32) if from_shard else np.empty(0, np.int32),
+            "duplicates": duplicates}
+
+
+def _shard_of(positions: array.array, from_shard: array.array, pos: int) -> int:
+    """The shard that supplied subset row ``pos`` (duplicates are rare: a linear search is fine)."""
+    return int(from_shard[np.flatnonzero(np.frombuffer(positions, dtype=np.int64) == pos)[0]])
+
+
+def _drop_keys(out: Path, written: list[tuple[str, int]], uids: set[str]) -> list[tuple[str, int]]:
+    """Rewrite a worker's temporary shards without the samples of ``uids`` (keys ``<uid>-<j>``)."""
+    kept_files: list[tuple[str, int]] = []
+    for name, _ in written:
+        path, tmp = out / name, out / (name + ".dedup")
+        keys: set[str] = set()
+        with tarfile.open(path) as src, tarfile.open(tmp, "w") as dst:
+            for m in src:
+                key = m.name.split(".", 1)[0]
+                if key.rsplit("-", 1)[0] in uids:
+                    continue
+                keys.add(key)
+                dst.addfile(m, src.extractfile(m))
+        os.replace(tmp, path)
+        if keys:
+            kept_files.append((name, len(keys)))
+        else:
+            path.unlink()
+    return kept_files
+
+
+def _resolve_duplicates(out: Path, subset: np.ndarray, results: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """A uid met in shards of two workers is kept from the first shard in name order (the earlier
+    worker: workers hold contiguous runs of the sorted shards); the later worker's copies are removed.
+    Returns every duplicate met, within and across workers, with the shard names."""
+    found: list[dict[str, str]] = []
+    owner: np.ndarray | None = None  # per subset row: (worker, shard index) that supplied it, packed
+    for w_idx, r in enumerate(results):
+        names = r["shards"]
+        found += [{"uid": u, "kept_from": names[a], "skipped_from": names[b]} for u, a, b in r["duplicates"]]
+        pos, src = np.asarray(r["positions"], np.int64), np.asarray(r["from_shard"], np.int64)
+        if owner is None:
+            owner = np.full(len(subset), -1, dtype=np.int64)
+        again = owner[pos] >= 0
+        if again.any():
+            drop = {f"{int(subset['f0'][p]):016x}{int(subset['f1'][p]):016x}" for p in pos[again]}
+            for p, b in zip(pos[again], src[again], strict=True):
+                w, a = divmod(int(owner[p]), 1 << 32)
+                found.append({"uid": f"{int(subset['f0'][p]):016x}{int(subset['f1'][p]):016x}",
+                              "kept_from": results[w]["shards"][a], "skipped_from": names[int(b)]})
+            r["written"] = _drop_keys(out, r["written"], drop)
+            r["output"] -= int(sum(_subset_count(subset, int(p)) for p in pos[again]))
+        owner[pos[~again]] = (w_idx << 32) + src[~again]
+    return found
+
+
+def _subset_count(subset: np.ndarray, pos: int) -> int:
+    """How many times the subset lists the uid whose first position is ``pos``."""
+    hi, lo = subset["f0"], subset["f1"]
+    end = pos + 1
+    while end < len(subset) and hi[end] == hi[pos] and lo[end] == lo[pos]:
+        end += 1
+    return end - pos
 
 
 def _split(shards: list[Path], workers: int) -> list[list[str]]:
@@ -176,11 +275,12 @@ def reshard(
         else:
             with mp.get_context("spawn").Pool(len(tasks)) as procs:
                 results = procs.map(_work, tasks, chunksize=1)
+        results.sort(key=lambda r: r["worker"])
+        duplicates = _resolve_duplicates(out, subset, results)
     except BaseException:  # e.g. a full disk: leave no temporary shard of this attempt behind
         for p in out.glob(f"{_TMP_PREFIX}{attempt}*"):
             p.unlink(missing_ok=True)
         raise
-    results.sort(key=lambda r: r["worker"])
 
     # number the shards deterministically: worker order, then the order each worker wrote them
     stats = SampleStats()
@@ -197,6 +297,11 @@ def reshard(
 
     if line := stats.summary():  # skipped input is counted in meta.json and said once here
         log.warning("reshard: skipped %s", line)
+    if duplicates:
+        d = duplicates[0]
+        log.warning("reshard: %d uid(s) met in more than one sample; each written once, from the first shard "
+                    "in name order (e.g. %s in %s, again in %s; all listed in meta.json)",
+                    len(duplicates), d["uid"], d["kept_from"], d["skipped_from"])
     processed = sum(r["processed"] for r in results)
     output = sum(r["output"] for r in results)
     if output < len(subset):
@@ -222,6 +327,8 @@ def reshard(
         "missing_from_input": int(len(subset)) - output,
         "corrupt_samples": stats.corrupt_samples,
         "corrupt_shards": stats.corrupt_shards,
+        "duplicate_uids": len(duplicates),  # harness policy: first occurrence in shard name order is written
+        "duplicates": duplicates[:100],
         "errors": stats.errors,
         "seconds": round(seconds, 3),
         "samples_per_s": round(processed / seconds, 1) if seconds > 0 else None,

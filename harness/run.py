@@ -8,6 +8,7 @@ Score tables live one level up, per pool, and are shared by every expression tha
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -130,7 +131,12 @@ def _timed(stage: Stage, timings: dict[str, float], fn, *args, discard: tuple[Pa
     resumed = stage.begin(discard)  # partial outputs of other inputs are removed, never resumed
     log.info("%s: %s", stage.name, "resuming" if resumed else "running")
     start = time.perf_counter()
-    outputs = fn(*args, **kwargs)
+    try:
+        outputs = fn(*args, **kwargs)
+    except Exception as exc:
+        with contextlib.suppress(AttributeError):  # the CLI's one-line error names the stage
+            exc.harness_stage = stage.name  # type: ignore[attr-defined]
+        raise
     seconds = time.perf_counter() - start
     stage.complete(outputs, seconds)
     timings[stage.name] = seconds

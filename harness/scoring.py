@@ -41,6 +41,8 @@ from harness.pool import (
     PoolError,
     Sample,
     SampleStats,
+    decoded_batch_bytes,
+    image_bytes,
     iter_shard_samples,
     uids_to_array,
 )
@@ -261,14 +263,17 @@ def _score_shard(
         batch.clear()
 
     no_image: list[str] = []
+    budget, held = decoded_batch_bytes(), 0  # decoded pixels waiting in the batch stay bounded
     for s in iter_shard_samples(shard, decode_images=needs.images, stats=stats):
         if needs.images and s.image is None:
             no_image.append(s.uid)  # scored NaN below, never selected
             bar.update(1)
             continue
         batch.append(s)
-        if len(batch) >= ctx.batch_size:
+        held += image_bytes(s.image) if s.image is not None else 0
+        if len(batch) >= ctx.batch_size or held >= budget:
             flush()
+            held = 0
     flush()
     data: dict[str, Any] = {"uid": pa.array(uids + no_image, pa.string())}
     for t in names:
@@ -343,6 +348,8 @@ def _run_samples(
             filt.name, info["missing"], len(pool_uids), info["not_in_shards"],
             info["missing"] - info["not_in_shards"], unknown, f"; skipped {damage}" if damage else "",
         )
+    elif damage := stats.summary():  # damage that cost no row (e.g. a corrupt shard tail of repeats)
+        log.warning("score %s: skipped %s", filt.name, damage)
     return out, info
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ from harness import expressions
 from harness.plugins import ScoringContext, get_filter, instantiate
 from harness.pool import UID_DTYPE, Pool, is_sorted_uids, sort_uids
 from harness.stages import atomic_path
+
+log = logging.getLogger("harness.selection")
 
 SUBSET_NPY = "subset.npy"
 SUBSET_JSON = "subset.json"
@@ -83,6 +86,22 @@ def selection_inputs(pool: Pool, expr: str, ctx: ScoringContext, seed: int = 0) 
             "uids_files": uid_files}
 
 
+class EmptySelectionError(ValueError):
+    """The expression keeps no sample: refused at select, before reshard and training."""
+
+
+def _check_result(expr: str, pool: Pool, result: np.ndarray, terms: list[Any]) -> None:
+    """Say what the user must know before anything trains on the result."""
+    for t in terms:
+        if t.not_in_pool:  # foreign uids: ignored, but never silently
+            log.warning("select: %s: %d of its uids are not in the pool %s (ignored)", t.text, t.not_in_pool,
+                        pool.root)
+    if not np.any(result):
+        per_term = ", ".join(f"{t.text}: {t.kept}" for t in terms)
+        raise EmptySelectionError(f"select: expression {expr!r} keeps no sample of the {len(result)} in "
+                                  f"{pool.root} (kept per term: {per_term})")
+
+
 def select(
     pool: Pool,
     expr: str,
@@ -115,6 +134,7 @@ def select(
         return pool.uids()
 
     result, terms = expressions.evaluate(ast, n, scores, pool_uids)
+    _check_result(expr, pool, result, terms)
     score_info = {
         name: {
             "kind": get_filter(name).kind(),

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from harness import safeload
 from harness.hype import geometry as G
 
 LOGIT_SCALE_MAX = math.log(100.0)  # MERU/open_clip cap the contrastive temperature at 100
@@ -347,7 +348,7 @@ def load_meru(spec: str | Path, model_name: str | None = None, device: str = "cp
         ckpt = path
         model_name = model_name or HYPE_OFFICIAL_CONFIG
     model = MeruCLIP.from_config(model_name, curv_init=float(info.get("curv_init", 1.0)))
-    obj = torch.load(ckpt, map_location="cpu", weights_only=True)
+    obj = safeload.torch_load(ckpt)
     layout = load_meru_state(model, obj, source=str(ckpt))
     model = model.to(device).eval()
     preprocess, tokenizer = _preprocess_and_tokenizer(model_name, model.clip, _pixel_stats(obj))
@@ -361,7 +362,7 @@ def load_reference_set(path: str | Path, width: int | None = None) -> tuple[Tens
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"HYPE reference set not found: {path}")
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    obj = safeload.torch_load(path)
     if not isinstance(obj, dict) or not {"img", "txt"} <= set(obj):
         keys = sorted(obj) if isinstance(obj, dict) else type(obj).__name__
         raise CheckpointError(f"{path}: a reference set needs keys 'img' and 'txt', found {keys}")

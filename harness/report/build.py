@@ -13,7 +13,16 @@ from harness.report.html import plain_table, render_html
 from harness.report.oracle import oracle_rows, oracle_table
 from harness.report.published import load_published
 from harness.report.runs import ReportError, RunResult, discover_runs, load_run
-from harness.report.table import Row, arrange, rows_from_runs, to_csv, to_latex, to_markdown
+from harness.report.table import (
+    Row,
+    arrange,
+    csv_safe,
+    no_tags,
+    rows_from_runs,
+    to_csv,
+    to_latex,
+    to_markdown,
+)
 from harness.stages import atomic_write_bytes, atomic_write_text
 
 TITLE = "DataComp harness report"
@@ -27,7 +36,7 @@ FIGURES = (  # (id, caption)
 
 
 def _markdown_table(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
-    esc = [[str(c).replace("|", "\\|") for c in line] for line in body]
+    esc = [[no_tags(str(c)).replace("|", "\\|") for c in line] for line in body]
     return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
                       *("| " + " | ".join(line) + " |" for line in esc)]) + "\n"
 
@@ -36,7 +45,7 @@ def _csv(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)
-    writer.writerows(body)
+    writer.writerows([csv_safe(c) for c in row] for row in body)  # no formula runs from a name
     return buf.getvalue()
 
 

@@ -6,10 +6,13 @@ results), so the report simply leaves that figure out.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import ParamSpec
 
+import matplotlib
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -19,6 +22,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from harness.report.oracle import OracleRow
 from harness.report.table import METRIC_COLUMNS, SCALE_ORDER, Row, format_samples
 
+P = ParamSpec("P")
 _COLORS = tuple(colormaps["tab20"].colors[0::2] + colormaps["tab20"].colors[1::2])  # 20, strong ones first
 
 
@@ -30,6 +34,18 @@ def _palette(rows: Sequence[Row]) -> dict[str, tuple[float, ...]]:
 
 def _errors(values: list[float]) -> list[float] | None:
     return values if any(v > 1e-12 for v in values) else None  # no empty caps when nothing varies
+
+
+def _plain_text(draw: Callable[P, bytes | None]) -> Callable[P, bytes | None]:
+    """Labels reach matplotlib as plain text: a "$...$" in a method name is printed, never parsed
+    as mathtext (where a bad formula would abort the whole report)."""
+
+    @functools.wraps(draw)
+    def wrapped(*args: P.args, **kwargs: P.kwargs) -> bytes | None:
+        with matplotlib.rc_context({"text.parse_math": False}):
+            return draw(*args, **kwargs)
+
+    return wrapped
 
 
 def _png(fig: Figure) -> bytes:
@@ -44,6 +60,7 @@ def _name(row: Row, with_scale: bool) -> str:
     return f"{text} [{row.scale}]" if with_scale else text
 
 
+@_plain_text
 def average_vs_size(rows: Sequence[Row]) -> bytes | None:
     """Average against subset size (log x), one panel per scale; published rows hollow."""
     points = [r for r in rows if r.samples and r.values.get("Average") and r.samples.mean > 0]
@@ -74,6 +91,7 @@ def average_vs_size(rows: Sequence[Row]) -> bytes | None:
     return _png(fig)
 
 
+@_plain_text
 def aggregate_bars(rows: Sequence[Row]) -> bytes | None:
     """One bar group per aggregate, one bar per row (seed spread as error bars; published hatched)."""
     shown = [r for r in rows if any(r.values.get(c) for c in METRIC_COLUMNS)]
@@ -100,6 +118,7 @@ def aggregate_bars(rows: Sequence[Row]) -> bytes | None:
     return _png(fig)
 
 
+@_plain_text
 def task_heatmap(rows: Sequence[Row]) -> bytes | None:
     """Main metric of every task (columns) for every user row (seed mean); grey where missing."""
     users = [r for r in rows if not r.published and any(run.tasks for run in r.runs)]
@@ -136,6 +155,7 @@ def task_heatmap(rows: Sequence[Row]) -> bytes | None:
     return _png(fig)
 
 
+@_plain_text
 def oracle_figure(orows: Sequence[OracleRow], noise_types: Sequence[str]) -> bytes | None:
     """Left: precision and clean recall per filter. Right: fraction removed per noise type."""
     if not orows:

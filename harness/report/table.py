@@ -303,10 +303,29 @@ def render_cells(rows: Sequence[Row], cell: Callable[[str, int | None], str]) ->
     return out
 
 
+def no_tags(text: str) -> str:
+    """< and > as entities: no tag (a <script>, an <img onerror=...>) survives into the Markdown. A bare
+    & is left alone (it starts no tag, and "D&B" stays readable in the source)."""
+    return text.replace("<", "&lt;").replace(">", "&gt;")
+
+
+def csv_safe(cell: object) -> object:
+    """A text cell a spreadsheet would run as a formula (=, +, -, @, tab or CR first) gets a leading
+    apostrophe; numbers (negative ones included) and every other cell are written unchanged."""
+    if not isinstance(cell, str) or not cell.startswith(("=", "+", "-", "@", "\t", "\r")):
+        return cell
+    try:
+        float(cell)
+        return cell
+    except ValueError:
+        return "'" + cell
+
+
 def to_markdown(rows: Sequence[Row]) -> str:
-    """GitHub Markdown table (bold **x**, underline <u>x</u>) with its notes."""
+    """GitHub Markdown table (bold **x**, underline <u>x</u>) with its notes; names are HTML-escaped,
+    so a name holding markup shows as text."""
     def cell(text: str, mark: int | None) -> str:
-        text = text.replace("|", "\\|")
+        text = no_tags(text).replace("|", "\\|")
         return f"**{text}**" if mark == 1 else f"<u>{text}</u>" if mark == 2 else text
 
     lines = ["| " + " | ".join(COLUMNS) + " |",
@@ -314,7 +333,7 @@ def to_markdown(rows: Sequence[Row]) -> str:
     lines += ["| " + " | ".join(r) + " |" for r in render_cells(rows, cell)]
     notes = footnotes(rows)
     if notes:
-        lines += [""] + [f"- {n}" for n in notes]
+        lines += [""] + [f"- {no_tags(n)}" for n in notes]
     return "\n".join(lines) + "\n"
 
 
@@ -343,7 +362,7 @@ def to_csv(rows: Sequence[Row]) -> str:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow([*COLUMNS, *CSV_EXTRA])
     for r in rows:
-        writer.writerow([
+        writer.writerow(csv_safe(c) for c in [
             r.method,
             r.scale.capitalize(),
             format_samples(r.samples.mean if r.samples else None),

@@ -17,6 +17,7 @@ import logging
 import os
 import random
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -409,19 +410,59 @@ class _ProcessState:
         sys.argv[:] = self.argv
 
 
+def _safe_pt_load(file_path: str, map_location: Any = None) -> Any:
+    """open_clip_train's resume loader, with weights_only=True whatever the environment says."""
+    from harness import safeload
+
+    return safeload.torch_load(file_path, map_location=map_location or "cpu")
+
+
+def _atomic_save(real: Any) -> Any:
+    """torch.save that writes ``.<name>.partial`` and renames it: a failed write (a full disk) leaves
+    neither a truncated checkpoint nor open_clip_train's ``tmp.pt``, and names the file in one line."""
+
+    def save(obj: Any, f: Any, *args: Any, **kwargs: Any) -> None:
+        if not isinstance(f, (str, os.PathLike)):
+            return real(obj, f, *args, **kwargs)
+        path = Path(f)
+        partial = path.with_name(f".{path.name}.partial")
+        try:
+            real(obj, partial, *args, **kwargs)
+            os.replace(partial, path)
+        except (OSError, RuntimeError) as exc:
+            partial.unlink(missing_ok=True)
+            # torch reports a failed write as "[enforce fail at inline_container.cc:...] ... file write failed"
+            free = shutil.disk_usage(path.parent).free / 2**20
+            cause = exc.strerror if isinstance(exc, OSError) and exc.strerror else "the write failed"
+            raise TrainingError(f"train: cannot write checkpoint {path}: {cause} ({free:.1f} MiB free there); "
+                                "no partial file was left, free some space and rerun to resume") from None
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        return None
+
+    return save
+
+
 def run_open_clip(args: list[str], seed: int, log_file: Path | None = None) -> None:
     """Call open_clip_train.main.main(args) in this process, as DataComp does, and clean up after it."""
     from open_clip_train import main as oc_main
+    from PIL import Image
 
     from harness.training.seeding import deterministic_data
 
     state = _ProcessState()
+    pil_limit = Image.MAX_IMAGE_PIXELS  # the data pipeline lowers it (seeding.bound_image_decoding)
+    real_save, real_load = torch.save, oc_main.pt_load
+    torch.save, oc_main.pt_load = _atomic_save(real_save), _safe_pt_load
     try:
         with deterministic_data(seed), warnings.catch_warnings():
             result = oc_main.main(copy.copy(args))
     except SystemExit as exc:  # argparse errors and open_clip's exit(1)
         raise TrainingError(f"open_clip_train exited with status {exc.code}{_log_hint(log_file)}") from None
     finally:
+        torch.save, oc_main.pt_load = real_save, real_load
+        Image.MAX_IMAGE_PIXELS = pil_limit
         state.restore()
     if result == -1:
         raise TrainingError(f"open_clip_train refused to run{_log_hint(log_file)}")
@@ -464,6 +505,17 @@ def execute(plan: TrainPlan, rank: int = 0) -> Path:
     return plan.final_checkpoint
 
 
+def _warn_small_selection(shards_dir: Path, global_batch: int) -> None:
+    """Fewer samples than one global batch: every batch repeats each sample many times; say so."""
+    try:
+        count = int(json.loads((shards_dir / "meta.json").read_text())["output_count"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # not a resharder output: nothing to count cheaply
+    if count < global_batch:
+        log.warning("train: %s holds %d sample(s), fewer than one global batch (%d): each batch repeats "
+                    "them about %d times", shards_dir, count, global_batch, -(-global_batch // max(count, 1)))
+
+
 def train(
     shards_dir: Path,
     out_dir: Path,
@@ -499,6 +551,7 @@ def train(
     plan = plan_run(shards_dir, out_dir, scale, seed=seed, world_size=max(gpus, 1), accum_freq=accum_freq,
                     device="cpu" if gpus == 0 else "cuda", num_samples=num_samples,
                     research_overrides=research_overrides)
+    _warn_small_selection(Path(shards_dir), plan.recipe.global_batch)
     record = check_resumable(plan)
     if record is not None and record.get("status") == "complete" and plan.final_checkpoint.exists():
         log.info("run in %s is complete; returning %s", plan.out_dir, plan.final_checkpoint)

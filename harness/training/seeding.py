@@ -46,6 +46,20 @@ def _rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
+def bound_image_decoding() -> None:
+    """In this (dataloader) process, an image over the harness's pixel limit (harness.pool.max_image_pixels)
+    is refused by Pillow at open, before decoding; open_clip_train's pipeline then skips the sample
+    (its handler logs and continues), as scoring skips and counts it."""
+    import warnings
+
+    from PIL import Image
+
+    from harness.pool import max_image_pixels
+
+    Image.MAX_IMAGE_PIXELS = max_image_pixels()
+    warnings.simplefilter("error", Image.DecompressionBombWarning)  # refuse above the limit, not above 2x
+
+
 class SeededResampledShards(oc_data.ResampledShards2):
     """open_clip's resampling shard list, re-seeding this process's RNGs at each epoch start."""
 
@@ -57,6 +71,7 @@ class SeededResampledShards(oc_data.ResampledShards2):
         info = get_worker_info()
         seed = derive_seed(self.run_seed, epoch, _rank(), info.id if info is not None else -1)
         _epoch_seed = seed
+        bound_image_decoding()
         random.seed(seed)
         np.random.seed(seed % 2**32)
         torch.manual_seed(seed)

@@ -117,13 +117,14 @@ def test_subset_from_datacomp_tools_reads_here(fake_pool_dir, tmp_path):
     got, info = _select(root, f"uids:{tmp_path / 'dc.npy'}", tmp_path / "o")
     np.testing.assert_array_equal(got, arr)  # multiplicity kept
     assert info["kept"] == 12 and info["unique"] == 10
-    # minus a predicate removes a row entirely, repeats included
-    got2, _ = _select(root, f"uids:{tmp_path / 'dc.npy'} - uids:{tmp_path / 'dc.npy'}", tmp_path / "o2")
-    assert len(got2) == 0
-    # DataComp's resharder also accepts a raw u8,u8 buffer
+    # minus a predicate removes a row entirely, repeats included: nothing is left, which select refuses
+    # (issue 19: an empty selection is an error naming the expression and the per-term counts)
+    with pytest.raises(ValueError, match=r"keeps no sample.*dc\.npy: 12, uids:.*dc\.npy: 12"):
+        _select(root, f"uids:{tmp_path / 'dc.npy'} - uids:{tmp_path / 'dc.npy'}", tmp_path / "o2")
+    # a raw u8,u8 buffer is refused as a uids: term (only reshard --subset takes one, as DataComp's does)
     arr.tofile(tmp_path / "raw.bin")
-    got3, _ = _select(root, f"uids:{tmp_path / 'raw.bin'}", tmp_path / "o3")
-    np.testing.assert_array_equal(got3, arr)
+    with pytest.raises(ValueError, match=r"raw\.bin: not a \.npy file"):
+        _select(root, f"uids:{tmp_path / 'raw.bin'}", tmp_path / "o3")
 
 
 def test_bad_subset_files_are_clear_errors(fake_pool_dir, tmp_path):
