@@ -15,6 +15,7 @@ import logging
 import re
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,17 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         return _run_locked(cfg, out, pool_dir, models_dir, eval_root, suite)
 
 
+@contextlib.contextmanager
+def in_stage(name: str) -> Iterator[None]:
+    """Mark an exception raised inside with the stage it came from (the CLI's one-line error names it)."""
+    try:
+        yield
+    except Exception as exc:
+        with contextlib.suppress(AttributeError):
+            exc.harness_stage = name  # type: ignore[attr-defined]
+        raise
+
+
 def _timed(stage: Stage, timings: dict[str, float], fn, *args, discard: tuple[Path, ...] = (),
            **kwargs) -> dict[str, Any]:
     if stage.done():
@@ -131,12 +143,8 @@ def _timed(stage: Stage, timings: dict[str, float], fn, *args, discard: tuple[Pa
     resumed = stage.begin(discard)  # partial outputs of other inputs are removed, never resumed
     log.info("%s: %s", stage.name, "resuming" if resumed else "running")
     start = time.perf_counter()
-    try:
+    with in_stage(stage.name):
         outputs = fn(*args, **kwargs)
-    except Exception as exc:
-        with contextlib.suppress(AttributeError):  # the CLI's one-line error names the stage
-            exc.harness_stage = stage.name  # type: ignore[attr-defined]
-        raise
     seconds = time.perf_counter() - start
     stage.complete(outputs, seconds)
     timings[stage.name] = seconds
@@ -164,8 +172,9 @@ def _run_locked(cfg: RunConfig, out: Path, pool_dir: Path, models_dir: Path | No
                          ray_workers=cfg.ray_workers)
     timings: dict[str, float] = {}
 
-    select_stage = Stage(out, "select", {**selection_inputs(pool, cfg.filter, ctx, cfg.seed),
-                                         "world_models": models_fp})
+    with in_stage("select"):  # the key instantiates the filters: a bad option fails here, named so
+        select_inputs = selection_inputs(pool, cfg.filter, ctx, cfg.seed)
+    select_stage = Stage(out, "select", {**select_inputs, "world_models": models_fp})
     selection = _timed(select_stage, timings, select, pool, cfg.filter, out, ctx, scores_dir, cfg.seed)
     subset_path = out / "subset.npy"
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from filters_fakepool import datacomp_uids, make_fake_pool
@@ -254,12 +255,18 @@ def test_cache_key_follows_settings_and_pool(tmp_path):
     first = sorted(cache.glob("basic-*.parquet"))
     assert len(first) == 1
     assert score(pool, "basic", ScoringContext(pool=pool), cache).attrs["record"]["cached"] is True
-    # a changed pool file changes the key
+    # keys follow content: the same bytes rewritten with another mtime keep the key ...
     f = tmp_path / "pool" / "metadata" / "00000000.parquet"
     f.write_bytes(f.read_bytes())
     import os
 
     os.utime(f, ns=(1, 1))
+    assert score(pool, "basic", ScoringContext(pool=pool), cache).attrs["record"]["cached"] is True
+    # ... and other bytes change it
+
+    table = pq.read_table(f)
+    col = table.schema.get_field_index("text")
+    pq.write_table(table.set_column(col, "text", pa.array(["another caption"] * table.num_rows)), f)
     assert score(pool, "basic", ScoringContext(pool=pool), cache).attrs["record"]["cached"] is False
     assert len(list(cache.glob("basic-*.parquet"))) == 2
 
