@@ -192,9 +192,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     run_dirs = []
     for root in args.runs_dirs:
         run_dirs += sorted(p.parent for p in Path(root).rglob("summary.json"))
-    if not run_dirs:
-        raise SystemExit(f"harness: no summary.json under {', '.join(map(str, args.runs_dirs))}")
-    written = build_report(run_dirs, args.out, scale=args.scale)
+    if not run_dirs and not args.external:
+        raise SystemExit(f"harness: no summary.json under {', '.join(map(str, args.runs_dirs)) or '(no directory given)'}")
+    written = build_report(run_dirs, args.out, scale=args.scale, external=args.external)
     print(Path(written["markdown"]).read_text())
     return 0
 
@@ -351,9 +351,12 @@ def build_parser() -> argparse.ArgumentParser:
         _add_source(p)
 
     p = add("report", cmd_report, "tables (md/csv/tex), plots and an HTML page from run directories")
-    p.add_argument("runs_dirs", nargs="+", type=Path, help="run directories or folders holding them")
+    p.add_argument("runs_dirs", nargs="*", type=Path, help="run directories or folders holding them")
     p.add_argument("--out", type=Path, default=Path("runs/report"))
     p.add_argument("--scale", default=None)
+    p.add_argument("--external", action="append", default=[], metavar="DIR=LABEL[@SCALE]",
+                   help="a run evaluated elsewhere: a folder with DataComp's eval_results.jsonl (and optionally "
+                        "the subset .npy, info.pkl), shown as LABEL (repeatable)")
 
     p = add("ws-analysis", cmd_ws_analysis, "coverage, overlaps, conflicts, learned accuracy of WS labeling functions")
     _add_source(p)

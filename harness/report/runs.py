@@ -44,6 +44,9 @@ class RunResult:
     missing_tasks: list[str]
     tasks: dict[str, tuple[str, float]]  # key -> (display name, main metric)
     provenance: dict[str, Any] = field(default_factory=dict)
+    suite: str | None = None          # the evaluation suite the summary names (tiny, datacomp, a YAML path)
+    compat: Any = None                # the summary's compatibility-mode record, when it has one
+    label: str | None = None          # shown as the method name as written (runs evaluated elsewhere)
 
     @property
     def world(self) -> Path | None:
@@ -167,4 +170,6 @@ def run_from_summary(summary: Any, path: Path, where: str = "summary") -> RunRes
         missing_tasks=[str(t) for t in summary.get("missing_tasks") or []],
         tasks=tasks,
         provenance=dict(summary.get("provenance") or {}),
+        suite=str(summary["suite"]) if summary.get("suite") is not None else None,
+        compat=summary.get("compat", (summary.get("provenance") or {}).get("compat")),
     )
