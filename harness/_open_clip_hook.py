@@ -10,7 +10,6 @@ works in any program that imported harness first.
 from __future__ import annotations
 
 import importlib.abc
-import importlib.machinery
 import sys
 from types import ModuleType
 
@@ -24,13 +23,18 @@ def _register() -> None:
 
 
 class _RegisterAfterImport(importlib.abc.MetaPathFinder):
-    """Finds nothing itself: wraps the real loader of `open_clip` so its configs get registered."""
+    """Finds nothing itself: asks the other finders for `open_clip` and wraps the loader they return,
+    so the configs get registered once its module code has run (then this finder removes itself)."""
 
     def find_spec(self, fullname: str, path=None, target: ModuleType | None = None):
         if fullname != TARGET:
             return None
-        uninstall()  # one shot; also keeps the lookup below from finding this finder again
-        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        spec = None
+        for finder in [f for f in sys.meta_path if f is not self]:
+            find = getattr(finder, "find_spec", None)
+            spec = find(fullname, path, target) if find is not None else None
+            if spec is not None:
+                break
         if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
             return spec
         real = spec.loader
@@ -41,6 +45,7 @@ class _RegisterAfterImport(importlib.abc.MetaPathFinder):
 
             def exec_module(self, module: ModuleType) -> None:
                 real.exec_module(module)
+                uninstall()
                 _register()
 
         spec.loader = _Loader()

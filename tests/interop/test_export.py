@@ -106,7 +106,9 @@ def _plain_embeddings(folder: Path, images, texts, tmp: Path) -> tuple[np.ndarra
 def test_import_harness_registers_the_model_configs_with_open_clip(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     show = "print(json.dumps([m for m in ('tiny-clip', 'ref-b32-tiny', 'hype-tiny') if m in open_clip.list_models()]))"
-    for imports in ("import json, harness, open_clip", "import json, open_clip, harness"):  # either order
+    for imports in ("import json, harness, open_clip", "import json, open_clip, harness",  # either order
+                    # a find_spec probe (libraries do this to test for open_clip) does not use up the hook
+                    "import json, importlib.util, harness; importlib.util.find_spec('open_clip'); import open_clip"):
         proc = subprocess.run([sys.executable, "-c", f"{imports}; {show}"], cwd=tmp_path, env=env,
                               capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0, proc.stderr[-2000:]
