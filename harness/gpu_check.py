@@ -50,7 +50,7 @@ class Profile:
 
 
 PROFILES = {
-    "cuda": Profile("small", "ViT-B-32", "hype-meru-vit-l-16", 224, 2048, 5, 4096, 2000, 256),
+    "cuda": Profile("small", "ViT-B-32", "hype-meru-vit-l-16", 224, 1024, 5, 4096, 2000, 256),
     "cpu": Profile("tiny", "ref-b32-tiny", "hype-tiny", 64, 48, 4, 128, 64, 32),
 }
 
