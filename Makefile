@@ -13,8 +13,9 @@ FILTERS ?= no_filter random30 clip_l14_30
 WORLD ?= .cache/world-seed0
 RUNS ?= runs
 PYTEST_ARGS ?=
+GPU_CHECK_ARGS ?=
 
-.PHONY: setup eval compare report test lint bench world clean-runs browser
+.PHONY: setup eval compare report test lint bench world clean-runs browser gpu-check
 
 # Idempotent: the stamp is rebuilt only when the pinned dependencies change.
 setup: $(VENV)/.installed
@@ -51,6 +52,11 @@ lint: setup
 
 bench: setup
 	$(BIN)/python -m harness.bench --out BENCHMARKS.generated.md
+
+# First training steps of the small recipe (ViT-B-32, batch 4096 on one GPU), the DFN, HYPE and T-MARS
+# scorers and the evaluator on CUDA, with throughput and peak memory; tiny configs on a CPU-only machine.
+gpu-check: setup
+	$(BIN)/python -m harness.gpu_check $(GPU_CHECK_ARGS)
 
 clean-runs:
 	rm -rf $(RUNS)

@@ -232,10 +232,45 @@ def cmd_report(args: argparse.Namespace) -> int:
     run_dirs = []
     for root in args.runs_dirs:
         run_dirs += sorted(p.parent for p in Path(root).rglob("summary.json"))
-    if not run_dirs:
-        raise SystemExit(f"harness: no summary.json under {', '.join(map(str, args.runs_dirs))}")
-    written = build_report(run_dirs, args.out, scale=args.scale)
+    if not run_dirs and not args.external:
+        raise SystemExit(f"harness: no summary.json under {', '.join(map(str, args.runs_dirs)) or '(no directory given)'}")
+    written = build_report(run_dirs, args.out, scale=args.scale, external=args.external)
     print(Path(written["markdown"]).read_text())
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from harness.interchange import export_open_clip
+
+    record = export_open_clip(args.checkpoint, args.out, overwrite=args.force)
+    print(f"exported {record['open_clip_config']} ({record['parameters']:,} parameters) to {args.out}")
+    for how in record["load_with"].values():
+        print(f"  {how}")
+    return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from harness.submit import build_bundle, submit_command, validate_bundle
+
+    if args.validate_only:
+        info = validate_bundle(args.run_dir)
+        print(f"{args.run_dir}: valid ({info['scale']} scale, {info['tasks']} tasks, {info['samples']:,} uids)")
+        return 0
+    missing = ["--out"] if args.out is None else []
+    missing += [f"--{n.replace('_', '-')}" for n in ("method_name", "author", "email", "hf_username", "hf_repo_name")
+               if not getattr(args, n)]
+    if missing:
+        print(f"harness submit: error: {', '.join(missing)} required (DataComp's --submit needs them)", file=sys.stderr)
+        return 2
+    build_bundle(args.run_dir, args.out, method_name=args.method_name, author=args.author, email=args.email,
+                 hf_username=args.hf_username, hf_repo_name=args.hf_repo_name, track=args.track,
+                 writeup=args.writeup, include_checkpoint=args.upload_checkpoint, overwrite=args.force)
+    info = validate_bundle(args.out)
+    print(f"bundle written and validated: {args.out} ({info['scale']} scale, {info['tasks']} tasks, "
+          f"{info['samples']:,} uids)")
+    print("To upload it (needs the network and your Hugging Face token: `huggingface-cli login`, then create "
+          "the model repo), run from a checkout of mlfoundations/datacomp:")
+    print("  " + submit_command(args.out))
     return 0
 
 
@@ -319,6 +354,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2,
                    help="decode processes shared by the whole suite (0: decode in this process)")
 
+    p = add("export", cmd_export, "write a checkpoint as an open_clip hub-style folder (local-dir:/hf-hub: loadable)")
+    p.add_argument("checkpoint", help="open_clip_train checkpoint, world model dir or <config>:<checkpoint>")
+    p.add_argument("--out", type=Path, required=True, help="folder to write (open_clip_config.json + safetensors)")
+    p.add_argument("--force", action="store_true", help="replace a previous export in --out")
+
+    p = add("submit", cmd_submit, "prepare and validate the DataComp leaderboard bundle of a run (offline)")
+    p.add_argument("run_dir", type=Path, help="a finished run directory (with --validate-only: a bundle)")
+    p.add_argument("--out", type=Path, help="bundle folder to write")
+    p.add_argument("--method-name", help="method name shown on the leaderboard (public)")
+    p.add_argument("--author", help="author name(s) (public)")
+    p.add_argument("--email", help="contact email (not public)")
+    p.add_argument("--hf-username", help="Hugging Face user that will hold the upload")
+    p.add_argument("--hf-repo-name", help="Hugging Face model repo for the upload")
+    p.add_argument("--track", choices=["filtering", "byod"], default="filtering", help="competition track")
+    p.add_argument("--writeup", default=None, help="optional link to a paper or blog post (public)")
+    p.add_argument("--upload-checkpoint", action="store_true", help="include the final checkpoint")
+    p.add_argument("--force", action="store_true", help="replace a previous bundle in --out")
+    p.add_argument("--validate-only", action="store_true", help="only check an existing bundle (RUN_DIR)")
+
     for name, fn, text in (("run", cmd_run, "the whole flow for one filter expression, each stage cached"),
                            ("compare", cmd_compare, "run several filters x seeds and write the comparison report")):
         p = add(name, fn, text)
@@ -345,9 +399,12 @@ def build_parser() -> argparse.ArgumentParser:
         _add_source(p)
 
     p = add("report", cmd_report, "tables (md/csv/tex), plots and an HTML page from run directories")
-    p.add_argument("runs_dirs", nargs="+", type=Path, help="run directories or folders holding them")
+    p.add_argument("runs_dirs", nargs="*", type=Path, help="run directories or folders holding them")
     p.add_argument("--out", type=Path, default=Path("runs/report"))
     p.add_argument("--scale", default=None)
+    p.add_argument("--external", action="append", default=[], metavar="DIR=LABEL[@SCALE]",
+                   help="a run evaluated elsewhere: a folder with DataComp's eval_results.jsonl (and optionally "
+                        "the subset .npy, info.pkl), shown as LABEL (repeatable)")
 
     p = add("ws-analysis", cmd_ws_analysis, "coverage, overlaps, conflicts, learned accuracy of WS labeling functions")
     _add_source(p)

@@ -50,6 +50,7 @@ class LoadedClip:
     name: str
     fingerprint: str
     device: str = "cpu"
+    config: str = ""  # the open_clip config name (or hf-hub:/local-dir: id) the model was built from
 
     def _run(self, fn, batches) -> np.ndarray:
         import torch
@@ -150,7 +151,7 @@ def load_clip(spec: str | Path, device: str = "cpu") -> LoadedClip:
                              "'<arch>:<pretrained tag or file>' or 'hf-hub:<repo>'")
     model.eval()
     return LoadedClip(model=model, preprocess=preprocess, tokenizer=open_clip.get_tokenizer(config),
-                      name=name, fingerprint=fingerprint, device=device)
+                      name=name, fingerprint=fingerprint, device=device, config=config)
 
 
 def paired_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 from collections.abc import Sequence
 from pathlib import Path
 
 from harness.report import plots
-from harness.report.html import plain_table, render_html
+from harness.report.external import load_external, parse_external
+from harness.report.html import plain_table, provenance_list, render_html
 from harness.report.oracle import oracle_rows, oracle_table
+from harness.report.provenance import provenance
 from harness.report.published import load_published
 from harness.report.runs import ReportError, RunResult, discover_runs, load_run
 from harness.report.table import (
@@ -23,13 +26,15 @@ from harness.report.table import (
     to_latex,
     to_markdown,
 )
+from harness.report.tasks import task_table
 from harness.stages import atomic_write_bytes, atomic_write_text
 
 TITLE = "DataComp harness report"
-FIGURES = (  # (id, caption)
-    ("average_vs_size", "Average over the suite against subset size (log x); hollow squares are published results."),
-    ("aggregates", "One bar group per aggregate; error bars are the population std over seeds; hatched bars are published."),
-    ("task_heatmap", "Main metric of every task for every run (mean over seeds; grey = not evaluated)."),
+FIGURES = (  # (id, caption); the first two captions are written from what the figure draws
+    ("average_vs_size", plots.average_vs_size_caption),
+    ("aggregates", plots.aggregate_bars_caption),
+    ("task_heatmap", "Main metric of every task for every run (mean over seeds; grey = not evaluated); "
+                     "the table beside it gives the values and each task's chance level."),
     ("oracle", "Tiny world only: precision and clean recall against the oracle noise labels, and the fraction of "
                "each noise type each filter removed."),
 )
@@ -75,11 +80,18 @@ def table_rows(
     scale: str | None = None,
     include_published: bool = False,
     published_csv: Path | None = None,
+    external: Sequence[str] = (),
 ) -> list[Row]:
-    """The table's rows for these run directories (a directory above runs is searched for them)."""
+    """The table's rows for these run directories (a directory above runs is searched for them),
+    plus runs evaluated elsewhere given as "DIR=LABEL[@SCALE]" (see harness.report.external)."""
     runs = [load_run(p) for p in discover_runs(list(run_dirs))] if run_dirs else []
+    runs += [load_external(*parse_external(e)) for e in external]
     published = load_published(published_csv) if include_published else []
-    return arrange(rows_from_runs(runs), published, scale)
+    rows = rows_from_runs(runs)
+    for row in rows:  # an outside run is named by its label as written, not parsed as a filter expression
+        if row.runs and row.runs[0].label:
+            row.method = row.runs[0].label
+    return arrange(rows, published, scale)
 
 
 def build_report(
@@ -88,12 +100,14 @@ def build_report(
     scale: str | None = None,
     include_published: bool = True,
     published_csv: Path | None = None,
+    external: Sequence[str] = (),
 ) -> dict[str, Path]:
     """Write the table (table.md/.csv/.tex), figures (plots/*.png), the oracle table on the tiny
     world (oracle.csv), report.md and the self-contained report.html into `out_dir`.
     Returns the written files by name: markdown, csv, latex (the table), html, report_md,
-    oracle_csv (tiny world only), plot_<figure id> (figures that had data)."""
-    return write_report(table_rows(run_dirs, scale, include_published, published_csv), out_dir, scale)
+    oracle_csv (tiny world only), tasks_csv (when runs have per-task results), plot_<figure id>
+    (figures that had data). `external`: runs evaluated elsewhere, "DIR=LABEL[@SCALE]"."""
+    return write_report(table_rows(run_dirs, scale, include_published, published_csv, external), out_dir, scale)
 
 
 def write_report(rows: Sequence[Row], out_dir: Path, scale: str | None = None) -> dict[str, Path]:
@@ -125,9 +139,15 @@ def write_report(rows: Sequence[Row], out_dir: Path, scale: str | None = None) -
         "task_heatmap": plots.task_heatmap(user_rows),
         "oracle": plots.oracle_figure(orows, noise_types),
     }
-    figures = [(fid, cap, drawn[fid]) for fid, cap in FIGURES if drawn[fid] is not None]
+    figures = [(fid, cap if isinstance(cap, str) else cap(rows), drawn[fid]) for fid, cap in FIGURES
+               if drawn[fid] is not None]
     for fid, _, png in figures:
         write(f"plot_{fid}", f"plots/{fid}.png", png)
+
+    t_header, t_body, t_notes = task_table(user_rows)
+    if t_body:
+        write("tasks_csv", "tasks.csv", _csv(t_header, t_body))
+    prov = provenance([run for r in user_rows for run in r.runs])
 
     r_header, r_body = _runs_table(user_rows)
     md = [f"# {TITLE}", "", "## Comparison", "", table_md]
@@ -138,9 +158,20 @@ def write_report(rows: Sequence[Row], out_dir: Path, scale: str | None = None) -
                          plain_table(o_header, o_body, "oracle")))
     if figures:
         md += ["## Figures", ""] + [f"![{cap}](plots/{fid}.png)\n\n{cap}\n" for fid, cap, _ in figures]
+    beside = {}
+    if t_body:
+        md += ["## Per-task results", "", _markdown_table(t_header, t_body), *(f"- {n}" for n in t_notes), ""]
+        notes = '<ul class="notes">' + "".join(f"<li>{html.escape(n)}</li>" for n in t_notes) + "</ul>"
+        table = plain_table(t_header, t_body, "tasks") + notes
+        if "task_heatmap" in drawn and drawn["task_heatmap"] is not None:
+            beside["task_heatmap"] = table
+        else:
+            sections.append(("Per-task results", table))
     if r_body:
         md += ["## Runs", "", _markdown_table(r_header, r_body)]
         sections.append(("Runs", plain_table(r_header, r_body, "runs")))
+    md += ["## Provenance", "", *(f"- **{k}**: {v}" for k, v in prov), ""]
     write("report_md", "report.md", "\n".join(md))
-    write("html", "report.html", render_html(TITLE, rows, figures, sections))
+    write("html", "report.html", render_html(TITLE, rows, figures, sections, beside=beside,
+                                             closing=[("Provenance", provenance_list(prov))]))
     return written

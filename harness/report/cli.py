@@ -17,8 +17,11 @@ HELP = "comparison tables (md/csv/tex), figures and an HTML report from run dire
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("runs", nargs="+", type=Path,
+    parser.add_argument("runs", nargs="*", type=Path,
                         help="run directories, or directories searched below for them (e.g. runs/)")
+    parser.add_argument("--external", action="append", default=[], metavar="DIR=LABEL[@SCALE]",
+                        help="a run evaluated elsewhere (DataComp's eval_results.jsonl, optionally the subset "
+                             ".npy and info.pkl in DIR), shown as LABEL (repeatable)")
     parser.add_argument("--out", type=Path, required=True, help="where the report is written")
     parser.add_argument("--scale", default=None, help="only this scale (default: every scale found)")
     parser.add_argument("--no-published", action="store_true", help="leave out the published rows")
@@ -29,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     try:
         rows = table_rows(args.runs, scale=args.scale, include_published=not args.no_published,
-                          published_csv=args.published_csv)
+                          published_csv=args.published_csv, external=args.external)
         written = write_report(rows, args.out, args.scale)
     except ReportError as exc:
         print(f"harness report: {exc}", file=sys.stderr)

@@ -22,6 +22,14 @@ figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { font-size: 0.9em; color: #555; }
 .notes { font-size: 0.85em; color: #444; }
 code { background: #f4f4f4; padding: 0 0.2em; }
+.beside { display: flex; gap: 1.5em; align-items: flex-start; }
+.beside > figure { flex: 1 1 0; min-width: 0; margin-top: 0; }
+.beside > div { flex: 0 1 auto; max-width: 62%; overflow-x: auto; }
+.beside table { font-size: 0.8em; margin-top: 0; }
+@media (max-width: 900px) { .beside { flex-direction: column; } .beside > div { max-width: 100%; } }
+dl#provenance { display: grid; grid-template-columns: max-content auto; gap: 0.2em 1em; font-size: 0.9em; }
+dl#provenance dt { font-weight: 600; }
+dl#provenance dd { margin: 0; font-family: ui-monospace, monospace; word-break: break-all; }
 """
 
 
@@ -55,11 +63,18 @@ def plain_table(header: Sequence[str], body: Sequence[Sequence[str]], table_id: 
     return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{trs}</tbody></table>'
 
 
+def provenance_list(lines: Sequence[tuple[str, str]]) -> str:
+    items = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in lines)
+    return f'<dl id="provenance">{items}</dl>'
+
+
 def render_html(
     title: str,
     rows: Sequence[Row],
     figures: Sequence[tuple[str, str, bytes]],           # (id, caption, png bytes)
     sections: Sequence[tuple[str, str]] = (),           # (heading, trusted HTML) after the table
+    beside: dict[str, str] | None = None,               # figure id -> trusted HTML shown next to it
+    closing: Sequence[tuple[str, str]] = (),            # (heading, trusted HTML) after the figures
 ) -> str:
     parts = [
         "<!DOCTYPE html>",
@@ -77,9 +92,11 @@ def render_html(
         parts.append("<h2>Figures</h2>")
     for fig_id, caption, png in figures:
         data = base64.b64encode(png).decode("ascii")
-        parts.append(
-            f'<figure id="fig-{fig_id}"><img data-plot="{fig_id}" alt="{html.escape(caption)}" '
-            f'src="data:image/png;base64,{data}"><figcaption>{html.escape(caption)}</figcaption></figure>'
-        )
+        figure = (f'<figure id="fig-{fig_id}"><img data-plot="{fig_id}" alt="{html.escape(caption)}" '
+                  f'src="data:image/png;base64,{data}"><figcaption>{html.escape(caption)}</figcaption></figure>')
+        side = (beside or {}).get(fig_id)
+        parts.append(f'<div class="beside">{figure}<div>{side}</div></div>' if side else figure)
+    for heading, body in closing:
+        parts += [f"<h2>{html.escape(heading)}</h2>", body]
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"

@@ -60,10 +60,61 @@ def _name(row: Row, with_scale: bool) -> str:
     return f"{text} [{row.scale}]" if with_scale else text
 
 
+SPREAD = 0.025  # log10 units between points that would land on one spot (about 6% in subset size)
+
+
+def size_points(rows: Sequence[Row]) -> list[Row]:
+    """The rows the size plot draws: a positive subset size and an Average."""
+    return [r for r in rows if r.samples and r.values.get("Average") and r.samples.mean > 0]
+
+
+def spread(points: Sequence[tuple[float, float]]) -> list[tuple[float, int]]:
+    """(drawn x, size of its group) for each (x, y): points that would be drawn on one spot (same size
+    and Average to the precision shown) are moved apart sideways, symmetrically, SPREAD apart in log x,
+    so none hides another; the group size is drawn as an "×n" label."""
+    groups: dict[tuple[float, float], list[int]] = {}
+    for i, (x, y) in enumerate(points):
+        groups.setdefault((round(math.log10(x), 3), round(y, 3)), []).append(i)
+    out: list[tuple[float, int]] = [(x, 1) for x, _ in points]
+    for members in groups.values():
+        k = len(members)
+        for j, i in enumerate(members):
+            out[i] = (points[i][0] * 10 ** (SPREAD * (j - (k - 1) / 2)), k)
+    return out
+
+
+def average_vs_size_caption(rows: Sequence[Row]) -> str:
+    """Says only what the figure draws: published markers, spread points and error bars when present."""
+    points = size_points(rows)
+    text = "Average over the suite against subset size (log x), one marker per row of the table."
+    if any(r.published for r in points):
+        text += " Hollow squares are published results."
+    by_scale: dict[str, list[Row]] = {}
+    for r in points:
+        by_scale.setdefault(r.scale, []).append(r)
+    if any(k > 1 for group in by_scale.values()
+           for _, k in spread([(r.samples.mean, r.values["Average"].mean) for r in group])):
+        text += " Rows with the same size and Average are spread sideways and labelled ×n (n rows at that spot)."
+    if any(r.values["Average"].n > 1 for r in points):
+        text += " Error bars: population std over seeds."
+    return text
+
+
+def aggregate_bars_caption(rows: Sequence[Row]) -> str:
+    shown = [r for r in rows if any(r.values.get(c) for c in METRIC_COLUMNS)]
+    text = "One bar group per aggregate, one bar per row of the table."
+    if any(s.n > 1 for r in shown for s in r.values.values() if s):
+        text += " Error bars: population std over seeds."
+    if any(r.published for r in shown):
+        text += " Hatched bars are published results."
+    return text
+
+
 @_plain_text
 def average_vs_size(rows: Sequence[Row]) -> bytes | None:
-    """Average against subset size (log x), one panel per scale; published rows hollow."""
-    points = [r for r in rows if r.samples and r.values.get("Average") and r.samples.mean > 0]
+    """Average against subset size (log x), one panel per scale; published rows hollow; rows that
+    would overlap spread sideways with an ×n label."""
+    points = size_points(rows)
     if not points:
         return None
     scales = sorted({r.scale for r in points}, key=lambda s: (SCALE_ORDER.index(s) if s in SCALE_ORDER else 99, s))
@@ -71,14 +122,22 @@ def average_vs_size(rows: Sequence[Row]) -> bytes | None:
     fig = Figure(figsize=(6.5 * len(scales), 4.8))
     for k, scale in enumerate(scales):
         ax = fig.add_subplot(1, len(scales), k + 1)
-        for r in (p for p in points if p.scale == scale):
+        panel = [p for p in points if p.scale == scale]
+        drawn = spread([(r.samples.mean, r.values["Average"].mean) for r in panel])
+        labelled: set[tuple[float, float]] = set()
+        for r, (x, group) in zip(panel, drawn, strict=True):
             avg, color = r.values["Average"], colors[r.method]
             ax.errorbar(
-                r.samples.mean, avg.mean, yerr=avg.std if avg.n > 1 else None,
+                x, avg.mean, yerr=avg.std if avg.n > 1 else None,
                 xerr=r.samples.std if r.samples.n > 1 else None,
                 fmt="s" if r.published else "o", ms=7, capsize=3, color=color,
                 mfc="none" if r.published else color, label=_name(r, False),
             )
+            spot = (round(math.log10(r.samples.mean), 3), round(avg.mean, 3))
+            if group > 1 and spot not in labelled:
+                labelled.add(spot)
+                ax.annotate(f"×{group}", (r.samples.mean, avg.mean), textcoords="offset points", xytext=(0, 9),
+                            ha="center", fontsize=8)
         ax.set_xscale("log")
         ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: format_samples(v)))

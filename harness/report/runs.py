@@ -44,7 +44,9 @@ class RunResult:
     missing_tasks: list[str]
     tasks: dict[str, tuple[str, float]]  # key -> (display name, main metric)
     provenance: dict[str, Any] = field(default_factory=dict)
-    compat: str | None = None  # the evaluation's compatibility mode; None: not recorded (older runs)
+    suite: str | None = None          # the evaluation suite the summary names (tiny, datacomp, a YAML path)
+    compat: str | None = None         # the evaluation's compatibility mode; None: not recorded (older runs)
+    label: str | None = None          # shown as the method name as written (runs evaluated elsewhere)
 
     @property
     def world(self) -> Path | None:
@@ -168,5 +170,6 @@ def run_from_summary(summary: Any, path: Path, where: str = "summary") -> RunRes
         missing_tasks=[str(t) for t in summary.get("missing_tasks") or []],
         tasks=tasks,
         provenance=dict(summary.get("provenance") or {}),
+        suite=str(summary["suite"]) if summary.get("suite") is not None else None,
         compat=str(summary["compat"]) if summary.get("compat") else None,
     )

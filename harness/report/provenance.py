@@ -1,0 +1,110 @@
+"""The report's provenance block: when and with what it was made, and what the runs were made from."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.metadata
+import json
+import platform
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+from harness.report.runs import RunResult
+
+LIBRARIES = ("torch", "open_clip_torch", "clip-benchmark", "numpy", "pandas", "pyarrow", "matplotlib")
+REPO = Path(__file__).resolve().parents[2]
+
+
+def harness_version() -> str:
+    import harness
+
+    version = getattr(harness, "__version__", None)
+    if version:
+        return str(version)
+    try:
+        return importlib.metadata.version("datacomp-harness")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def git_commit(repo: Path = REPO) -> str:
+    """HEAD of the checkout the harness runs from, '+ local changes' when tracked files differ."""
+    if not (repo / ".git").exists():
+        return "unknown (not a git checkout)"
+    try:
+        head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (git not available)"
+    return head + (" + local changes" if dirty else "")
+
+
+def library_versions() -> str:
+    parts = []
+    for name in LIBRARIES:
+        try:
+            parts.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return ", ".join(parts) + f"; Python {platform.python_version()}"
+
+
+def _distinct(values: Sequence[object]) -> list[str]:
+    out = []
+    for v in values:
+        text = v if isinstance(v, str) else json.dumps(v, sort_keys=True)
+        if text not in out:
+            out.append(text)
+    return out
+
+
+def _recipe(scales: Sequence[str]) -> list[str]:
+    from harness.training import SCALES
+
+    lines = []
+    for scale in scales:
+        recipe = SCALES.get(scale)
+        if recipe is None:
+            continue
+        lines.append(f"{scale}: {recipe.model}, {recipe.samples_seen:,} samples seen, global batch "
+                     f"{recipe.global_batch}, lr {recipe.lr:g}, warm-up {recipe.warmup} steps, {recipe.precision}")
+    return lines
+
+
+def provenance(runs: Sequence[RunResult], now: dt.datetime | None = None) -> list[tuple[str, str]]:
+    """(field, value) lines, in display order. Fields with nothing to say are left out, except the
+    world fingerprint, which says when the runs did not record one."""
+    now = now or dt.datetime.now(dt.UTC)
+    lines = [
+        ("Generated", now.strftime("%Y-%m-%d %H:%M:%S UTC")),
+        ("Harness", f"{harness_version()}, commit {git_commit()}"),
+        ("Libraries", library_versions()),
+    ]
+    own = [r for r in runs if not r.label]
+    worlds = _distinct([r.provenance["world_fingerprint"] for r in own if r.provenance.get("world_fingerprint")])
+    unrecorded = sum(1 for r in own if r.provenance.get("world") and not r.provenance.get("world_fingerprint"))
+    if worlds:
+        lines.append(("World fingerprint", ", ".join(worlds)
+                      + (f" ({unrecorded} run(s) recorded none)" if unrecorded else "")))
+    elif unrecorded:
+        lines.append(("World fingerprint", f"not recorded by the {unrecorded} run(s) on a generated world"))
+    else:
+        lines.append(("World fingerprint", "none: no run used a generated world"))
+    compat = _distinct([r.compat for r in runs if r.compat is not None])
+    if compat:
+        lines.append(("Compatibility mode", "; ".join(compat)))
+    scales = list(dict.fromkeys(r.scale for r in own))
+    recipe = _recipe(scales)
+    if recipe:
+        lines.append(("Recipe", "; ".join(recipe)))
+    test_only = sum(1 for r in own if r.provenance.get("train_num_samples"))
+    if test_only:
+        lines.append(("Test-only runs", f"{test_only} run(s) trained on fewer samples than the recipe "
+                                        "(harness run --test-train-samples); not recipe results"))
+    external = [f"{r.label} ({r.path})" for r in runs if r.label]
+    if external:
+        lines.append(("Evaluated elsewhere", "; ".join(external)))
+    return lines
