@@ -16,7 +16,7 @@ from filters_fakepool import datacomp_uids, make_fake_pool
 
 from harness import expressions, langid, plugins
 from harness.cli import main as cli_main
-from harness.plugins import Needs, Scorer, ScoringContext, register
+from harness.plugins import Needs, PluginError, Scorer, ScoringContext, register
 from harness.pool import Pool
 from harness.selection import select
 
@@ -432,3 +432,10 @@ def test_model_scored_percent_counts_scored_samples(tmp_path):
         assert clip_term["kept"] == int((s >= -np.sort(-s)[int(10 * 0.3)]).sum())
     finally:
         plugins.unregister(ImageMean.name)
+
+
+def test_text_based_without_wordnet_names_the_fix(tmp_path, monkeypatch, fake_pool_dir):
+    root, _ = fake_pool_dir
+    monkeypatch.setenv("HARNESS_WORDNET_DIR", str(tmp_path / "no-wordnet"))
+    with pytest.raises(PluginError, match=r"apt-get install wordnet-base"):
+        _select(root, "text_based", tmp_path / "o")
