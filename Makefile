@@ -20,11 +20,15 @@ GPU_CHECK_ARGS ?=
 # Idempotent: the stamp is rebuilt only when the pinned dependencies change.
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.lock pyproject.toml
+# gcld3 (laion2b) builds against the protobuf compiler and headers, text_based reads WordNet 3.0:
+# scripts/install-filter-deps.sh installs them (Debian packages) first, or says what is missing.
+$(VENV)/.installed: requirements.lock pyproject.toml scripts/install-filter-deps.sh
+	bash scripts/install-filter-deps.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip==25.2
 	$(BIN)/pip install -q -r requirements.lock
 	$(BIN)/pip install -q --no-deps -e .
+	$(BIN)/python -c "from harness import langid, wordnet; langid.detector(); langid.detector(kind='gcld3'); wordnet.reader(); wordnet.imagenet21k_offsets()"
 	touch $@
 
 world: setup

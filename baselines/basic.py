@@ -1,8 +1,10 @@
 """DataComp's basic filtering: English caption, more than 2 words and more than 5 characters,
 shorter image side >= 200 px, aspect ratio (long / short side) <= 3.
 
-Words are ``str.split()`` and characters ``len`` as in DataComp; language is the top-1 label of
-harness.langid (fastText lid.176 when supplied, as DataComp, else py3langid).
+As mlfoundations/datacomp ``baselines/apply_filter.py`` computes it (``load_uids_with_basic_filter_helper``,
+lines 200-234): language is fastText lid.176's top-1 label of the caption with newlines replaced
+(lines 214-217, 227; harness.langid: lid.176.ftz by default, lid.176.bin when supplied), words are
+``str.split()`` (line 219), characters ``len`` (line 220), aspect = long / short side (lines 229-232).
 """
 
 from __future__ import annotations

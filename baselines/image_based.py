@@ -1,25 +1,39 @@
-"""DataComp's image-based filtering.
+"""DataComp's image-based filtering, as DataComp computes it.
 
 Cluster the pool's L/14 image features with k-means; a centroid is a *target* when it is the nearest
-centroid (largest inner product, as DataComp's ``argmax(features @ centroids.T)``) of at least one
-reference "ImageNet" image; keep the samples whose own nearest centroid is a target and whose caption
-passes DataComp's caption check (English, more than 1 fastText-style word, more than 5 characters).
+centroid of at least one reference "ImageNet" image; keep the samples whose caption passes DataComp's
+caption check and whose own nearest centroid is a target. Every step follows mlfoundations/datacomp
+``baselines/apply_filter.py`` (line numbers at commit 4a8df19):
 
-DataComp uses 100k centroids fitted on the real pool (its ``<scale>_centroids_l14.pt`` files) and the
-OpenAI L/14 features of ImageNet-1k train. Here:
+- nearest centroid: ``argmax(features @ centroids.T)`` with the features as float32 and the centroids
+  exactly as stored, with no normalisation (``get_centroid_ids_gpu``, lines 80-108). DataComp's centroids come from a
+  Euclidean k-means, so they are not unit vectors, and normalising them changes the assignment.
+- targets: the reference features assigned the same way, unique ids (lines 535-554).
+- caption check (``caption_filter``, lines 57-77): fastText lid.176 says English, more than one
+  fastText token (``fasttext.tokenize``: see ``harness.langid.fasttext_tokens``), more than 5 characters.
+- ``image_based & clip_l14_30`` equals DataComp's ``image_based_intersect_clip_score``: DataComp filters
+  by the CLIP score first (lines 149-158), but assignments are per sample, so the order does not matter.
 
-- ``centroids=PATH``: DataComp's centroid file (``.pt`` holding a numpy array or tensor) or a ``.npy``;
-  without it, k-means is fitted on the pool (faiss when installed, else scikit-learn's
-  MiniBatchKMeans), ``k`` defaulting to one centroid per 128 samples (DataComp's small scale:
-  100k centroids for 12.8M samples), capped at 100k, fitted on at most ``fit_samples`` rows.
+Options (``--set image_based.<name>=...``):
+
+- ``centroids=PATH``: DataComp's centroid file (``<scale>_centroids_l14.pt``, a pickled numpy array)
+  or a ``.npy``. Without it the centroids are fitted on the pool with DataComp's recipe
+  (``baselines/image_based_clustering.py``): the L/14 image features of the samples that pass the
+  caption check (lines 88-98, the default ``caption_filtering``), as float32 (line 209), faiss
+  ``Clustering`` with ``niter=20``, ``seed=0``, ``max_points_per_centroid=10000000`` (no
+  sub-sampling) on an exact L2 index (lines 27-70; DataComp runs ``GpuIndexFlatL2`` without float16,
+  the harness faiss-cpu's ``IndexFlatL2``, the same computation on another device).
+- ``k``: number of centroids when fitting; default one per 128 pool samples (DataComp's small scale:
+  100k centroids for 12.8M samples), at most 100k and at most the number of training samples.
+- ``sample_ratio``: DataComp's option of the same name (lines 99-102): when > 0, each metadata file's
+  caption-filtered features are sampled with replacement to ``int(n * sample_ratio)`` rows (DataComp
+  used 0.3 at large and 0.03 at xlarge scale). The harness draws from a generator seeded per file,
+  so a fit repeats; DataComp's worker processes draw from unseeded generators. Default -1: all.
 - ``reference=PATH``: the reference image features, a ``.npy`` [N, D], a ``.npz`` (key ``l14_img``
   or the only array) or DataComp's ``in1k_clip_vit_l14_*.pt`` (``{"image_features": ...}``); a
   directory is searched for such files. Default: ``ctx.model_path("imagenet_like")`` and
   ``<world>/imagenet_like/`` (the tiny world's stand-in for ImageNet).
-
-The intersection with the L/14 30% CLIP score (the filter that built DataComp-1B) is the expression
-``image_based & clip_l14_30``: centroid assignments do not depend on the CLIP threshold, so the
-intersection equals DataComp's ``image_based_intersect_clip_score``.
+- ``lid_model=PATH``: fastText's ``lid.176.bin`` (default: ``$HARNESS_LID176``, else lid.176.ftz).
 """
 
 from __future__ import annotations
@@ -71,14 +85,9 @@ def _find_reference(path: Path) -> list[Path]:
     return []
 
 
-def _normalise(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    n = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.maximum(n, 1e-12)
-
-
 def nearest_centroid(features: np.ndarray, centroids: np.ndarray, batch: int = 65536) -> np.ndarray:
-    """DataComp's assignment: argmax of the inner product, batched."""
+    """DataComp's assignment (apply_filter.py, lines 99-106): ``argmax(features.float() @ centroids.T)``,
+    batched, with the centroids as given (no normalisation)."""
     c = np.asarray(centroids, dtype=np.float32)
     out = np.empty(len(features), dtype=np.int64)
     for i in range(0, len(features), batch):
@@ -86,32 +95,40 @@ def nearest_centroid(features: np.ndarray, centroids: np.ndarray, batch: int = 6
     return out
 
 
-def fit_kmeans(x: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
-    """k centroids of x (faiss if installed, else MiniBatchKMeans), L2-normalised like the features."""
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    k = max(1, min(k, len(x)))
+def fit_kmeans(x: np.ndarray, k: int, seed: int = 0, niter: int = 20) -> np.ndarray:
+    """k Euclidean k-means centroids of x, DataComp's ``train_kmeans`` recipe
+    (baselines/image_based_clustering.py, lines 27-70) on faiss-cpu."""
     try:
         import faiss  # type: ignore[import-not-found]
-    except ImportError:
-        faiss = None
-    if faiss is not None:
-        km = faiss.Kmeans(x.shape[1], k, niter=20, seed=seed, spherical=True, verbose=False)
-        km.train(x)
-        centroids = km.centroids
-    else:
-        from sklearn.cluster import MiniBatchKMeans
-
-        km = MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=3, batch_size=max(1024, 4 * k))
-        km.fit(x)
-        centroids = km.cluster_centers_
-    return _normalise(centroids)
+    except ImportError as exc:
+        raise PluginError(
+            "image_based: fitting centroids needs faiss (DataComp's k-means): run `make setup` or "
+            "`pip install faiss-cpu`, or pass DataComp's centroid file with --set image_based.centroids=PATH"
+        ) from exc
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if len(x) < k:
+        raise PluginError(f"image_based: {len(x)} training samples for k={k} centroids; use a smaller k")
+    d = x.shape[1]
+    clus = faiss.Clustering(d, k)
+    clus.niter = niter
+    clus.seed = seed
+    clus.max_points_per_centroid = 10_000_000  # DataComp: no sub-sampling of the training set (line 45)
+    clus.verbose = False
+    index = faiss.IndexFlatL2(d)  # exact L2 search, float32 (DataComp: GpuIndexFlatL2, useFloat16=False)
+    clus.train(x, index)
+    return faiss.vector_float_to_array(clus.centroids).reshape(k, d)
 
 
 def caption_ok(texts: list[str], lid_model: str | None = None) -> np.ndarray:
-    """DataComp's caption_filter: English, > 1 word (fastText tokens ~ whitespace split), > 5 chars."""
-    words = np.fromiter((len(t.split()) for t in texts), dtype=np.int64, count=len(texts))
+    """DataComp's ``caption_filter`` (apply_filter.py, lines 57-77): fastText says English, more than
+    one fastText token, more than 5 characters."""
+    words = np.fromiter((langid.fasttext_word_count(t) for t in texts), dtype=np.int64, count=len(texts))
     chars = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
     return langid.detect_english(texts, lid_model) & (words > 1) & (chars > 5)
+
+
+def _texts(batch: MetadataBatch) -> list[str]:
+    return ["" if t is None else str(t) for t in batch.table.column("text").to_pylist()]
 
 
 @register
@@ -125,26 +142,30 @@ class ImageBased(Predicate):
         k: int | None = None,
         centroids: str | None = None,
         reference: str | None = None,
-        fit_samples: int = 1_000_000,
+        sample_ratio: float = -1.0,
         lid_model: str | None = None,
         **options: Any,
     ):
-        opts = {"k": k, "centroids": centroids, "reference": reference, "fit_samples": fit_samples,
-                "lid_model": lid_model}
+        opts = {"k": k, "centroids": centroids, "reference": reference,
+                "sample_ratio": None if float(sample_ratio) <= 0 else float(sample_ratio), "lid_model": lid_model}
         super().__init__(**{key: v for key, v in opts.items() if v is not None}, **options)
         self.k = None if k is None else int(k)
         self.centroids_path = centroids
         self.reference_path = reference
-        self.fit_samples = int(fit_samples)
+        self.sample_ratio = float(sample_ratio)
         self.lid_model = lid_model
         self._centroids: np.ndarray | None = None
         self._targets: np.ndarray | None = None
         self._pool_root: Path | None = None
-        # the k-means seed is fixed: the clustering is part of the filter, not of the run's randomness
+        # the k-means seed is fixed (DataComp's --seed default, image_based_clustering.py line 182): the
+        # clustering is part of the filter, not of the run's randomness
         self.kmeans_seed = 0
 
     def settings(self) -> dict[str, Any]:
-        s = {**self.options, "detector": langid.detector_name(self.lid_model), "kmeans_seed": self.kmeans_seed}
+        s = {**self.options, "detector": langid.detector_name(self.lid_model), "kmeans_seed": self.kmeans_seed,
+             "assignment": "raw inner product"}  # version 2: DataComp's raw centroids and k-means recipe
+        if not self.centroids_path:
+            s["kmeans"] = f"faiss {_faiss_version()} L2 niter=20 on caption-filtered samples"
         for key in ("centroids", "reference"):
             p = self.options.get(key)
             if p and Path(p).is_file():
@@ -166,7 +187,8 @@ class ImageBased(Predicate):
         for c in candidates:
             files = _find_reference(c)
             if files:
-                return _normalise(np.concatenate([_load_array(f) for f in files]))
+                # as loaded, like DataComp's torch.cat of the in1k feature files (apply_filter.py, lines 537-543)
+                return np.concatenate([np.asarray(_load_array(f), dtype=np.float32) for f in files])
         raise PluginError(
             "image_based: no reference ('ImageNet') image features found; looked in "
             + ", ".join(str(c) for c in candidates)
@@ -177,36 +199,50 @@ class ImageBased(Predicate):
         if self._targets is not None and self._pool_root == ctx.pool.root:
             return
         if self.centroids_path:
-            centroids = _normalise(_load_array(Path(self.centroids_path).expanduser()))
+            centroids = np.asarray(_load_array(Path(self.centroids_path).expanduser()), dtype=np.float32)
         else:
             centroids = self._fit_pool(ctx)
         ref = self._reference_features(ctx)
-        if ref.shape[1] != centroids.shape[1]:
+        if ref.ndim != 2 or centroids.ndim != 2 or ref.shape[1] != centroids.shape[1]:
             raise PluginError(
-                f"image_based: reference features have dimension {ref.shape[1]}, centroids {centroids.shape[1]}"
+                f"image_based: reference features have shape {ref.shape}, centroids {centroids.shape}; "
+                "both must be [N, D] with the same D"
             )
         self._centroids = centroids
         self._targets = np.unique(nearest_centroid(ref, centroids))
         self._pool_root = ctx.pool.root
 
     def _fit_pool(self, ctx: ScoringContext) -> np.ndarray:
+        """DataComp's clustering input (image_based_clustering.py, lines 73-103 and 209): per metadata
+        file, the L/14 image features of the caption-filtered rows, optionally sampled; then k-means."""
+        parts = []
+        for i, batch in enumerate(ctx.pool.iter_metadata(("text",), ("l14_img",))):
+            feats = np.asarray(batch.features["l14_img"])[caption_ok(_texts(batch), self.lid_model)]
+            if self.sample_ratio > 0 and len(feats):
+                rng = np.random.default_rng([self.kmeans_seed, i])
+                feats = feats[rng.choice(len(feats), size=int(len(feats) * self.sample_ratio))]
+            if len(feats):
+                parts.append(feats)
+        if not parts:
+            raise PluginError(f"image_based: no sample of {ctx.pool.root} passes the caption check; nothing to cluster")
+        x = np.concatenate(parts).astype(np.float32)
         n = len(ctx.pool)
         k = self.k if self.k is not None else int(min(100_000, max(8, round(n / 128))))
-        rng = np.random.default_rng(self.kmeans_seed)
-        take = np.sort(rng.choice(n, size=min(n, self.fit_samples), replace=False))
-        parts = []
-        for batch in ctx.pool.iter_metadata((), ("l14_img",)):
-            lo, hi = batch.offset, batch.offset + len(batch)
-            sel = take[(take >= lo) & (take < hi)] - lo
-            parts.append(np.asarray(batch.features["l14_img"][sel], dtype=np.float32))
-        return fit_kmeans(np.concatenate(parts), k, seed=self.kmeans_seed)
+        return fit_kmeans(x, min(k, len(x)) if self.k is None else k, seed=self.kmeans_seed)
 
     # -- the predicate -------------------------------------------------------------------------
 
     def keep(self, batch: MetadataBatch, ctx: ScoringContext) -> np.ndarray:
         self._prepare(ctx)
         assert self._centroids is not None and self._targets is not None
-        texts = ["" if t is None else str(t) for t in batch.table.column("text").to_pylist()]
-        ok = caption_ok(texts, self.lid_model)
+        ok = caption_ok(_texts(batch), self.lid_model)
         labels = nearest_centroid(batch.features["l14_img"], self._centroids)
         return ok & np.isin(labels, self._targets)
+
+
+def _faiss_version() -> str:
+    try:
+        import faiss  # type: ignore[import-not-found]
+    except ImportError:
+        return "missing"
+    return str(getattr(faiss, "__version__", "unknown"))

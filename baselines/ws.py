@@ -100,8 +100,13 @@ class WeakSupervision(Scorer):
         self.lf_names_: list[str] | None = None
 
     def settings(self) -> dict[str, Any]:
-        return {"lfs": self.requested, "model": self.model, "groups": self.groups,
-                "low_quantile": self.config.low_quantile, "high_quantile": self.config.high_quantile}
+        s = {"lfs": self.requested, "model": self.model, "groups": self.groups,
+             "low_quantile": self.config.low_quantile, "high_quantile": self.config.high_quantile}
+        if self.requested is None or "english" in self.requested:
+            from harness import langid  # the english vote follows the detector: part of the cache key
+
+            s["detector"] = langid.detector_name()
+        return s
 
     # -- which labeling functions can run --------------------------------------------------------
 

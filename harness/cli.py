@@ -121,7 +121,7 @@ def cmd_select(args: argparse.Namespace) -> int:
     load_plugins(args.plugins)
     parse(args.filter)  # a bad expression is refused before a world is built or a pool read
     ctx, cache = _scoring_context(args)
-    info = select(ctx.pool, args.filter, args.out, ctx, cache, args.seed)
+    info = select(ctx.pool, args.filter, args.out, ctx, cache, args.seed, compat=args.compat)
     print(json.dumps(info, indent=2, default=str))
     return 0
 
@@ -324,6 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--filter", required=True, help="expression, e.g. 'hype10+dfn' or 'clip_b32>=0.28 & basic'")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--compat", choices=["datacomp", "corrected"], default=None,
+                   help="datacomp (default): explicit thresholds meet float32 scores as DataComp's numpy "
+                        "compares them (threshold cast to float32); corrected: compare in float64")
     _add_source(p)
     p.add_argument("--runs", type=Path, default=Path("runs"))
 

@@ -20,6 +20,20 @@ exactly as DataComp computes ``int(len(df) * fraction)``; at 100% (where DataCom
 end) the threshold is the smallest score. NaN scores (samples without a decodable image) sort last
 and never pass. Percentages must lie in (0, 100].
 
+Percent base: for DataComp's metadata-column filters (``clip_b32``, ``clip_l14``, and every metadata
+scorer) n is every metadata row, as DataComp's ``get_threshold`` counts ``len(df)``
+(mlfoundations/datacomp ``baselines/apply_filter.py``, lines 375-394). For a model-scored filter
+(``hype*``, ``dfn``, ``tmars``, any scorer that reads images) n is the number of samples that HAVE the
+score (a decodable image): the HYPE paper's medium sizes (11.6M / 23.1M / 34.7M at 10 / 20 / 30%) and
+DFN's 17.1M at 15% are fractions of the ~115M samples with an image, not of the 128M metadata rows.
+The base and its row count are recorded per term in subset.json.
+
+Explicit thresholds (``clip_b32>=0.35``) and the compatibility mode ``compat``: DataComp compares a
+float32 score column with a Python float (``df[key] >= threshold``, apply_filter.py line 331), and
+numpy then casts the threshold to float32. ``compat="datacomp"`` (the default) does the same for any
+score stored as float32 (or float16): ``clip_b32>=0.35`` keeps a score equal to float32(0.35) =
+0.3499999940..., which a float64 comparison drops. ``compat="corrected"`` compares in float64.
+
 With ``uids:`` terms a result can hold repeats (upsampling); counts then combine as multisets:
 union = max, intersection = min, difference = the left count where the right one is 0.
 """
@@ -40,6 +54,30 @@ from harness.pool import UID_DTYPE, is_sorted_uids
 
 OPS = {"+": "union", "&": "intersection", "-": "difference"}
 CMPS = (">=", "<=", ">", "<")
+
+# The run-wide compatibility mode: "datacomp" reproduces what DataComp's pinned pipeline computes,
+# "corrected" what it means to compute (see the module docstring).
+COMPAT_MODES = ("datacomp", "corrected")
+DEFAULT_COMPAT = "datacomp"
+# percent bases: every metadata row (DataComp's get_threshold) or the rows that have the score
+PERCENT_BASES = ("pool", "scored")
+
+
+def check_compat(compat: str) -> str:
+    if compat not in COMPAT_MODES:
+        raise ValueError(f"unknown compat mode {compat!r}; choose one of {', '.join(COMPAT_MODES)}")
+    return compat
+
+
+def threshold_as_compared(value: float, dtype: Any, compat: str = DEFAULT_COMPAT) -> float:
+    """The threshold a score of ``dtype`` is compared with: in ``datacomp`` mode a float32/float16 score
+    meets the threshold cast to its own dtype (numpy's rule for ``array >= python_float``, what DataComp's
+    ``df[key] >= threshold`` does); otherwise the float64 value."""
+    check_compat(compat)
+    dt = np.dtype(dtype)
+    if compat == "datacomp" and dt.kind == "f" and dt.itemsize < 8:
+        return float(np.asarray(value, dtype=dt))
+    return float(value)
 
 
 class ExpressionError(ValueError):
@@ -334,16 +372,22 @@ def parse(expr: str, known: dict[str, dict[str, Any]] | None = None) -> Node:
 # thresholds and evaluation
 
 
-def percent_threshold(scores: np.ndarray, percent: float) -> float:
-    """DataComp's threshold: ``-np.sort(-scores)[int(n * fraction)]`` (NaN last), clamped at 100%."""
-    n = len(scores)
-    if n == 0:
+def percent_threshold(scores: np.ndarray, percent: float, base: str = "pool") -> float:
+    """DataComp's threshold: ``-np.sort(-scores)[int(n * fraction)]`` (NaN last), clamped at 100%.
+
+    ``base="pool"``: n counts every row, as DataComp's get_threshold (apply_filter.py, lines 391-392);
+    ``base="scored"``: n counts the rows with a score (not NaN), the base of model-scored filters.
+    """
+    if base not in PERCENT_BASES:
+        raise ValueError(f"unknown percent base {base!r}; choose one of {', '.join(PERCENT_BASES)}")
+    if len(scores) == 0:
         return math.inf
     if not (0 < percent <= 100):
         raise ValueError(f"percent {percent} outside (0, 100]")
-    idx = int(n * (percent / 100.0))
     nan = np.isnan(scores)
     finite = scores[~nan] if nan.any() else scores
+    n = len(finite) if base == "scored" else len(scores)
+    idx = int(n * (percent / 100.0))
     m = len(finite)
     if m == 0:
         return math.inf
@@ -450,6 +494,9 @@ class TermResult:
     value: float | None = None
     path: str | None = None
     not_in_pool: int | None = None
+    compared_with: float | None = None  # the threshold as compared, when compat casts it
+    percent_base: str | None = None
+    base_rows: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v is not None}
@@ -476,11 +523,16 @@ def evaluate(
     n: int,
     scores: Callable[[str], np.ndarray],
     pool_uids: Callable[[], np.ndarray] | None = None,
+    compat: str = DEFAULT_COMPAT,
+    score_dtype: Callable[[str], Any] | None = None,
+    percent_base: Callable[[str], str] | None = None,
 ) -> tuple[np.ndarray, list[TermResult]]:
     """Evaluate over the pool's n rows.
 
     ``scores(name)`` gives the combined score per row (a predicate's 1.0 keep / 0.0 drop);
-    ``pool_uids()`` the pool's u8,u8 uids (only needed for ``uids:`` terms).
+    ``pool_uids()`` the pool's u8,u8 uids (only needed for ``uids:`` terms);
+    ``score_dtype(name)`` the dtype the score is stored in (default float64; explicit thresholds
+    follow it in ``compat="datacomp"``); ``percent_base(name)`` "pool" (default) or "scored".
     Returns a boolean mask, or int64 counts when a ``uids:`` subset holds repeats, and per-term results.
     """
     results: list[TermResult] = []
@@ -501,13 +553,19 @@ def evaluate(
             results.append(TermResult(str(a), a.name, int(m.sum())))
         elif a.cmp is not None:
             assert a.value is not None
-            m = compare(s, a.cmp, a.value)
-            results.append(TermResult(str(a), a.name, int(m.sum()), cmp=a.cmp, value=a.value))
+            dtype = score_dtype(a.name) if score_dtype is not None else np.float64
+            value = threshold_as_compared(a.value, dtype, compat)
+            m = compare(s, a.cmp, value)
+            results.append(TermResult(str(a), a.name, int(m.sum()), cmp=a.cmp, value=a.value,
+                                      compared_with=value if value != a.value else None))
         else:
             assert a.percent is not None
-            t = percent_threshold(s, a.percent)
+            base = percent_base(a.name) if percent_base is not None else "pool"
+            t = percent_threshold(s, a.percent, base)
             m = compare(s, ">=", t)
-            results.append(TermResult(str(a), a.name, int(m.sum()), percent=a.percent, threshold=t))
+            rows = len(s) if base == "pool" else int(len(s) - np.count_nonzero(np.isnan(s)))
+            results.append(TermResult(str(a), a.name, int(m.sum()), percent=a.percent, threshold=t,
+                                      percent_base=base, base_rows=rows))
         return m
 
     def ev(node: Node) -> np.ndarray:

@@ -94,6 +94,10 @@ class ScoringContext:
     engine: str = "local"
     ray_address: str | None = None
     ray_workers: int | None = None
+    # The run's compatibility mode (harness.expressions.COMPAT_MODES): "datacomp" reproduces what
+    # DataComp's pinned pipeline computes, "corrected" what it means to. A filter whose constructor
+    # takes ``compat`` receives it (then it is in the filter's settings, hence its cache key).
+    compat: str = "datacomp"
 
     def model_path(self, name: str) -> str:
         """options[name] if the user set it, else models_dir/name (a world model dir)."""
@@ -351,6 +355,8 @@ def instantiate(name: str, ctx: ScoringContext | None = None, **extra: Any) -> F
     params = inspect.signature(cls.__init__).parameters
     if ctx is not None and "seed" in params and "seed" not in opts:
         opts["seed"] = ctx.seed
+    if ctx is not None and "compat" in params and "compat" not in opts:
+        opts["compat"] = ctx.compat
     try:
         return cls(**opts)
     except TypeError as exc:

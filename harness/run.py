@@ -155,6 +155,7 @@ def _timed(stage: Stage, timings: dict[str, float], fn, *args, discard: tuple[Pa
 def _run_locked(cfg: RunConfig, out: Path, pool_dir: Path, models_dir: Path | None, eval_root: Path,
                 suite: str) -> dict[str, Any]:
     from harness.evaluation import evaluate
+    from harness.evaluation.compat import resolve_compat
     from harness.plugins import ScoringContext
     from harness.pool import Pool
     from harness.reshard import reshard
@@ -169,7 +170,7 @@ def _run_locked(cfg: RunConfig, out: Path, pool_dir: Path, models_dir: Path | No
     ctx = ScoringContext(pool=pool, models_dir=models_dir, device=cfg.device,
                          options={**cfg.options, **({"models": cfg.models} if cfg.models else {})},
                          cache_dir=scores_dir, engine=cfg.engine, ray_address=cfg.ray_address,
-                         ray_workers=cfg.ray_workers)
+                         ray_workers=cfg.ray_workers, compat=resolve_compat(cfg.compat))
     timings: dict[str, float] = {}
 
     with in_stage("select"):  # the key instantiates the filters: a bad option fails here, named so
@@ -193,8 +194,6 @@ def _run_locked(cfg: RunConfig, out: Path, pool_dir: Path, models_dir: Path | No
         out / "shards", out / "train", scale=cfg.scale, seed=cfg.seed, gpus=cfg.gpus, **test_only))},
         discard=(out / "train",))
     checkpoint = Path(trained["checkpoint"])
-
-    from harness.evaluation.compat import resolve_compat
 
     compat = resolve_compat(cfg.compat)  # the evaluation's mode (issue 16)
     eval_stage = Stage(out, "evaluate", {"checkpoint": content_digest(checkpoint), "suite": suite,

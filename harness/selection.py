@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from harness import expressions
-from harness.plugins import ScoringContext, get_filter, instantiate
+from harness.plugins import Scorer, ScoringContext, get_filter, instantiate
 from harness.pool import UID_DTYPE, Pool, is_sorted_uids, sort_uids
 from harness.stages import atomic_path
 
@@ -42,15 +42,33 @@ def save_subset(path: str | Path, uids: np.ndarray) -> None:
 
 
 def _detector_used(filters: list[Any]) -> str | None:
-    """The language detector, when some filter of the expression uses one."""
+    """The language detector(s), when some filter of the expression uses one: the detector's name
+    (library, model file and its SHA-256); several, joined with "; ", when filters use different ones
+    (``laion2b`` uses gcld3, the other caption filters fastText)."""
     from harness import langid
 
-    for f in filters:
-        if "detector" in (s := f.settings()):
-            return str(s["detector"])
-    if any(getattr(f, "lid_model", None) is not None for f in filters):
-        return langid.detector_name()
-    return None
+    names = [str(s["detector"]) for f in filters if "detector" in (s := f.settings())]
+    if not names and any(getattr(f, "lid_model", None) is not None for f in filters):
+        names = [langid.detector_name()]
+    return "; ".join(dict.fromkeys(names)) or None
+
+
+def _score_dtype(filt: Any, pool: Pool) -> np.dtype:
+    """The dtype a score is stored in, for explicit thresholds in compat "datacomp": a metadata-column
+    filter's (clip_b32, clip_l14: the ``column`` class attribute) is the parquet column's, float32 in
+    DataComp's metadata; every other score is float64 (the harness computes it so)."""
+    column = getattr(type(filt), "column", None)
+    if isinstance(column, str) and isinstance(filt, Scorer) and type(filt).combine is Scorer.combine:
+        schema = pool.schema()
+        if column in schema.names:
+            return np.dtype(schema.field(column).type.to_pandas_dtype())
+    return np.dtype(np.float64)
+
+
+def _percent_base(filt: Any) -> str:
+    """Percents of a model-scored filter count the samples with a score (a decodable image); those of
+    a metadata filter (DataComp's clip_b32 / clip_l14 columns) every metadata row, as DataComp does."""
+    return "scored" if isinstance(filt, Scorer) and type(filt).uses_samples() else "pool"
 
 
 def _validate_once(pool: Pool, cache_dir: str | Path | None) -> None:
@@ -82,8 +100,8 @@ def selection_inputs(pool: Pool, expr: str, ctx: ScoringContext, seed: int = 0) 
         if isinstance(atom, expressions.UidsAtom):
             path = Path(atom.path)
             uid_files[str(path.resolve())] = content_digest(path) if path.is_file() else None
-    return {"expression": str(ast), "seed": seed, "pool": pool.fingerprint(), "filters": filters,
-            "uids_files": uid_files}
+    return {"expression": str(ast), "seed": seed, "compat": ctx.compat, "pool": pool.fingerprint(),
+            "filters": filters, "uids_files": uid_files}
 
 
 class EmptySelectionError(ValueError):
@@ -110,16 +128,19 @@ def select(
     cache_dir: str | Path | None,
     seed: int = 0,
     progress: bool = True,
+    compat: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``expr`` over the pool; write ``subset.npy`` + ``subset.json`` in ``out_dir``.
 
-    Returns the provenance dict (also what subset.json holds).
+    ``compat`` ("datacomp" or "corrected"; None: the context's, by default "datacomp") is the
+    compatibility mode (harness.expressions). Returns the provenance dict (also what subset.json holds).
     """
     from harness.scoring import compute_many
 
     t0 = time.perf_counter()
     ast = expressions.parse(expr)  # refuses a bad expression before any work
-    ctx = dataclasses.replace(ctx, pool=pool, seed=seed)
+    compat = expressions.check_compat(compat or ctx.compat)
+    ctx = dataclasses.replace(ctx, pool=pool, seed=seed, compat=compat)
     names = expressions.scorer_names(ast)
     filters = {name: instantiate(name, ctx) for name in names}
     n = len(pool)
@@ -133,7 +154,11 @@ def select(
     def pool_uids() -> np.ndarray:  # only uids: terms need every uid as u8,u8
         return pool.uids()
 
-    result, terms = expressions.evaluate(ast, n, scores, pool_uids)
+    result, terms = expressions.evaluate(
+        ast, n, scores, pool_uids, compat=compat,
+        score_dtype=lambda name: _score_dtype(filters[name], pool),
+        percent_base=lambda name: _percent_base(filters[name]),
+    )
     _check_result(expr, pool, result, terms)
     score_info = {
         name: {
@@ -167,6 +192,7 @@ def select(
         "unique": unique,
         "fraction": (len(chosen) / n) if n else 0.0,
         "seed": seed,
+        "compat": compat,
         "terms": [t.as_dict() for t in terms],
         "scores": score_info,
         "detector": _detector_used(list(filters.values())),

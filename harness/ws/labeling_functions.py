@@ -188,7 +188,7 @@ LABELING_FUNCTIONS: dict[str, LabelingFunction] = {
 def detect_english(texts: Sequence[str | None]) -> np.ndarray:
     """1.0 where the caption's top-1 language is English, 0.0 where not, NaN for a missing caption.
 
-    harness.langid decides (fastText lid.176 when supplied, py3langid otherwise), so WS and the
+    harness.langid decides (fastText lid.176, as DataComp's basic filter), so WS and the
     `basic` filter agree on what English is.
     """
     from harness.langid import detect_english as is_english

@@ -104,7 +104,7 @@ def test_subset_json_provenance(fake_pool_dir, tmp_path):
     assert [t["text"] for t in stored["terms"]] == ["clip_l14_30", "basic", "clip_b32>=0.4"]
     assert stored["terms"][0]["percent"] == 30.0 and "threshold" in stored["terms"][0]
     assert stored["pool_size"] == len(df) and stored["kept"] == len(np.load(tmp_path / "subset.npy"))
-    assert stored["detector"].startswith(("py3langid", "fasttext"))
+    assert stored["detector"].startswith("fasttext lid.176")
 
 
 def test_subset_from_datacomp_tools_reads_here(fake_pool_dir, tmp_path):

@@ -73,7 +73,9 @@ def test_ws_ranks_clean_above_noise_better_than_any_single_lf(pool, tmp_path) ->
     # (the 90 px wide images are also tall and thin, so aspect_ratio fires on them too)
     assert set(singles) == {"lf_english", "lf_caption_length", "lf_image_size", "lf_aspect_ratio",
                             "lf_clip_b32", "lf_clip_l14"}
-    assert ws_auc > 0.9
+    # 0.89 with fastText lid.176 (issue 16: DataComp's detector), which rightly calls the "short" caption
+    # "image" English; py3langid called it Kinyarwanda, so its english vote also caught that noise (0.98)
+    assert ws_auc > 0.85
     assert ws_auc > max(singles.values()) + 0.02
     # the analysis table of the same fit
     votes, names, model = terms.filter.fit_table(table)
