@@ -13,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from harness import langid
-from harness.expressions import DEFAULT_COMPAT, check_compat, threshold_as_compared
+from harness.compat import DEFAULT_COMPAT, check_compat
+from harness.expressions import threshold_as_compared
 from harness.plugins import MetadataBatch, Needs, Predicate, ScoringContext, register
 
 THRESHOLD = 0.28

@@ -50,23 +50,14 @@ from typing import Any
 
 import numpy as np
 
+from harness.compat import DEFAULT_COMPAT, check_compat
 from harness.pool import UID_DTYPE, is_sorted_uids
 
 OPS = {"+": "union", "&": "intersection", "-": "difference"}
 CMPS = (">=", "<=", ">", "<")
 
-# The run-wide compatibility mode: "datacomp" reproduces what DataComp's pinned pipeline computes,
-# "corrected" what it means to compute (see the module docstring).
-COMPAT_MODES = ("datacomp", "corrected")
-DEFAULT_COMPAT = "datacomp"
 # percent bases: every metadata row (DataComp's get_threshold) or the rows that have the score
 PERCENT_BASES = ("pool", "scored")
-
-
-def check_compat(compat: str) -> str:
-    if compat not in COMPAT_MODES:
-        raise ValueError(f"unknown compat mode {compat!r}; choose one of {', '.join(COMPAT_MODES)}")
-    return compat
 
 
 def threshold_as_compared(value: float, dtype: Any, compat: str = DEFAULT_COMPAT) -> float:

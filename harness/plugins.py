@@ -94,7 +94,7 @@ class ScoringContext:
     engine: str = "local"
     ray_address: str | None = None
     ray_workers: int | None = None
-    # The run's compatibility mode (harness.expressions.COMPAT_MODES): "datacomp" reproduces what
+    # The run's compatibility mode (harness.compat): "datacomp" reproduces what
     # DataComp's pinned pipeline computes, "corrected" what it means to. A filter whose constructor
     # takes ``compat`` receives it (then it is in the filter's settings, hence its cache key).
     compat: str = "datacomp"

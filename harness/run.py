@@ -154,8 +154,8 @@ def _timed(stage: Stage, timings: dict[str, float], fn, *args, discard: tuple[Pa
 
 def _run_locked(cfg: RunConfig, out: Path, pool_dir: Path, models_dir: Path | None, eval_root: Path,
                 suite: str) -> dict[str, Any]:
+    from harness.compat import resolve_compat
     from harness.evaluation import evaluate
-    from harness.evaluation.compat import resolve_compat
     from harness.plugins import ScoringContext
     from harness.pool import Pool
     from harness.reshard import reshard

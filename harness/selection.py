@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from harness import expressions
+from harness.compat import check_compat
 from harness.plugins import Scorer, ScoringContext, get_filter, instantiate
 from harness.pool import UID_DTYPE, Pool, is_sorted_uids, sort_uids
 from harness.stages import atomic_path
@@ -139,7 +140,7 @@ def select(
 
     t0 = time.perf_counter()
     ast = expressions.parse(expr)  # refuses a bad expression before any work
-    compat = expressions.check_compat(compat or ctx.compat)
+    compat = check_compat(compat or ctx.compat)
     ctx = dataclasses.replace(ctx, pool=pool, seed=seed, compat=compat)
     names = expressions.scorer_names(ast)
     filters = {name: instantiate(name, ctx) for name in names}

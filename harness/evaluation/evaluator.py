@@ -9,10 +9,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harness.compat import resolve_compat
 from harness.stages import atomic_write_text
 
 from .aggregate import aggregate, read_results
-from .compat import resolve_compat
 from .encoders import load_encoder
 from .loaders import DataError, SuiteStream
 from .metrics import json_safe

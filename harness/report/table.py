@@ -27,7 +27,7 @@ METRIC_COLUMNS: tuple[str, ...] = tuple(header for _, header in AGGREGATES)
 SCALE_ORDER: tuple[str, ...] = ("tiny", "small", "medium", "large", "xlarge")
 DAGGER = "†"
 MISSING = "–"
-# Evaluation modes (harness/evaluation/compat.py) other than DataComp's own get a mark and a footnote.
+# Evaluation modes (harness/compat.py) other than DataComp's own get a mark and a footnote.
 MODE_MARKS: dict[str, str] = {"corrected": "§", "mixed": "¶"}
 
 # Paper-style names of the filter plugins; unknown names are shown as written.

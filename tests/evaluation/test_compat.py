@@ -1,6 +1,6 @@
 """The compatibility mode (issue 16, items 1 and 2): ``datacomp`` reproduces what DataComp's pinned
 evaluator computes, ``corrected`` what it means to compute. Each expected value below follows by hand
-from the rule stated in harness/evaluation/compat.py."""
+from the rule stated in harness/compat.py."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from harness.cli import build_parser
+from harness.compat import resolve_compat
 from harness.evaluation import evaluate
 from harness.evaluation import metrics as M
-from harness.evaluation.compat import resolve_compat
 from harness.evaluation.loaders import open_wds, read_lines
 
 from .fabricate import LookupEncoder, strip, write_wds
