@@ -41,9 +41,11 @@ FIGURES = (  # (id, caption); the first two captions are written from what the f
 
 
 def _markdown_table(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
-    esc = [[no_tags(str(c)).replace("|", "\\|") for c in line] for line in body]
-    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
-                      *("| " + " | ".join(line) + " |" for line in esc)]) + "\n"
+    def cell(c: object) -> str:  # headers hold method names too (the per-task table)
+        return no_tags(str(c)).replace("|", "\\|")
+
+    return "\n".join(["| " + " | ".join(map(cell, header)) + " |", "|" + "---|" * len(header),
+                      *("| " + " | ".join(map(cell, line)) + " |" for line in body)]) + "\n"
 
 
 def _csv(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:

@@ -156,13 +156,13 @@ def test_provenance_block(golden_runs, tmp_path):
     run = golden_runs[3]
     summary = json.loads((run / "summary.json").read_text())
     summary["provenance"].update(world_fingerprint="abc123", train_num_samples=512)
-    summary["compat"] = {"mode": "datacomp-exact"}
+    summary["compat"] = "corrected"  # the run-wide mode (harness.compat), as run.py records it
     (run / "summary.json").write_text(json.dumps(summary))
     lines = dict(provenance([load_run(p) for p in golden_runs], now=dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)))
     assert lines["Generated"] == "2026-01-02 03:04:05 UTC"
     assert "commit " in lines["Harness"] and "torch " in lines["Libraries"] and "open_clip_torch " in lines["Libraries"]
     assert lines["World fingerprint"].startswith("abc123 (") and "recorded none" in lines["World fingerprint"]
-    assert lines["Compatibility mode"] == '{"mode": "datacomp-exact"}'
+    assert lines["Compatibility mode"] == "corrected"
     assert "tiny: tiny-clip, 25,600 samples seen, global batch 128" in lines["Recipe"]
     assert "small: ViT-B-32, 12,800,000 samples seen, global batch 4096" in lines["Recipe"]
     assert lines["Test-only runs"].startswith("1 run(s)")
