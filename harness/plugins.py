@@ -159,6 +159,11 @@ class Scorer(Filter):
         """Model fingerprint ("" for metadata scorers); part of the cache key."""
         return ""
 
+    def model_identity(self) -> dict[str, Any] | None:
+        """What the loaded model is (source, resolved hub revision, file hashes), recorded in the score
+        table and subset.json; None for no model or not loaded yet (LoadedClip.identity for CLIPs)."""
+        return None
+
     def score_metadata(self, batch: MetadataBatch, ctx: ScoringContext) -> dict[str, np.ndarray]:
         raise NotImplementedError
 

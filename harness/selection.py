@@ -100,6 +100,7 @@ def select(
             "kind": get_filter(name).kind(),
             "settings": t.record.get("settings"),
             "model_fingerprint": t.record.get("model_fingerprint"),
+            "model": t.record.get("model"),  # e.g. a hub model's resolved revision and file hashes
             "cache": str(t.path) if t.path else None,
             "missing": t.record.get("missing", 0),
         }
