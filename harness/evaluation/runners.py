@@ -256,8 +256,14 @@ RUNNERS: dict[str, Callable[[Task, Path, RunContext], dict]] = {
 }
 
 
-def run_task(task: Task, data_root: Path, ctx: RunContext) -> dict:
+def missing_data(task: Task, data_root: Path) -> str | None:
+    """Why the task cannot start (its data is absent), None when it can try; checked before any work."""
     root = task.data_dir(data_root)
-    if not root.exists():
-        raise DataError(f"task {task.key} ({task.name}): {root} not found")
-    return RUNNERS[task.task](task, root, ctx)
+    return None if root.exists() else f"task {task.key} ({task.name}): {root} not found"
+
+
+def run_task(task: Task, data_root: Path, ctx: RunContext) -> dict:
+    why = missing_data(task, data_root)
+    if why is not None:
+        raise DataError(why)
+    return RUNNERS[task.task](task, task.data_dir(data_root), ctx)
