@@ -291,6 +291,7 @@ class HypeClusterScorer(HypeScorer):
         columns=(COS_COLUMN,), features=("l14_img",), images=True, captions=True, models=("meru",)
     )
     terms: ClassVar[tuple[str, ...]] = ("eps_i", "eps_t", "neg_dl", "cos", "c_in")
+    uses: ClassVar[tuple[str, ...]] = ("image_based",)  # c_in: its options apply
 
     def setup(self, ctx: ScoringContext) -> None:
         super().setup(ctx)

@@ -107,11 +107,12 @@ def ensure_world(world: Path) -> dict[str, Any]:
 
 def run(cfg: RunConfig) -> dict[str, Any]:
     """Run the whole flow for one expression; returns the summary (also written to summary.json)."""
-    from harness.expressions import parse
-    from harness.plugins import load_plugins
+    from harness.expressions import parse, scorer_names
+    from harness.plugins import load_plugins, validate_options
 
     load_plugins(cfg.plugins)
-    parse(cfg.filter)  # refuse a bad expression before any work
+    # refuse a bad expression, and options or models it would ignore, before any work
+    validate_options(scorer_names(parse(cfg.filter)), {**cfg.options, "models": cfg.models})
     pool_dir, models_dir, eval_root, suite = _resolve_inputs(cfg)
     out = run_dir(cfg)
     with run_lock(out):

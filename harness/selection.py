@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from harness import expressions
-from harness.plugins import ScoringContext, get_filter, instantiate
+from harness.plugins import ScoringContext, get_filter, instantiate, validate_options
 from harness.pool import UID_DTYPE, Pool, is_sorted_uids, sort_uids
 from harness.stages import atomic_path
 
@@ -82,6 +82,8 @@ def select(
     ast = expressions.parse(expr)  # refuses a bad expression before any work
     ctx = dataclasses.replace(ctx, pool=pool, seed=seed)
     names = expressions.scorer_names(ast)
+    # a context may carry options for other expressions too; unknown filters/options/models are errors
+    validate_options(names, ctx.options, scoped=False)
     filters = {name: instantiate(name, ctx) for name in names}
     n = len(pool)
 
