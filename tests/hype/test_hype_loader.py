@@ -14,7 +14,6 @@ from torch import nn
 
 from harness.hype.model import (
     HYPE_LAYERNORM_EPS,
-    MERU_LAYERNORM_EPS,
     CheckpointError,
     CheckpointWarning,
     MeruCLIP,
@@ -67,7 +66,7 @@ def test_official_layout_uses_float32_machine_epsilon(saved) -> None:
     assert not torch.equal(torch.from_numpy(loaded.encode_texts(texts)), torch.from_numpy(default.encode_texts(texts)))
 
 
-def test_meru_layout_and_world_models_keep_their_own_eps(saved, tmp_path) -> None:
+def test_world_models_keep_the_eps_they_were_trained_with(saved, tmp_path) -> None:
     path, sd = saved
     # a world model directory: trained with the config's eps (open_clip's 1e-5) unless model.json says
     world = tmp_path / "meru"
@@ -77,13 +76,7 @@ def test_meru_layout_and_world_models_keep_their_own_eps(saved, tmp_path) -> Non
     assert load_meru(world).info["layernorm_eps"] == 1e-5
     (world / "model.json").write_text(json.dumps({"model_name": TINY, "kind": "meru", "layernorm_eps": 1e-6}))
     assert all(m.eps == 1e-6 for m in _norms(load_meru(world).model))
-    # MERU's own checkpoints: torch's default nn.LayerNorm eps in both towers
-    meru = {"model": {("curv" if k == "curvature" else k): v for k, v in sd.items()}}
-    meru_path = tmp_path / "meru.pth"
-    torch.save(meru, meru_path)
-    assert MERU_LAYERNORM_EPS == 1e-5
-    with pytest.raises(CheckpointError):  # hype-tiny keys are not MERU's: refused, naming keys
-        load_meru(meru_path, model_name=TINY)
+    # MERU checkpoints (1e-5): tests/hype/test_hype_model.py, test_meru_checkpoint_loads_into_a_timm_tower
 
 
 def test_extra_key_loads_with_a_warning_naming_it(saved, tmp_path) -> None:

@@ -15,6 +15,7 @@ from PIL import Image
 from harness.hype import geometry as G
 from harness.hype.model import (
     HYPE_LAYERNORM_EPS,
+    MERU_LAYERNORM_EPS,
     CheckpointError,
     CheckpointWarning,
     MeruCLIP,
@@ -180,6 +181,9 @@ def test_meru_checkpoint_loads_into_a_timm_tower(tmp_path):
     torch.save({"model": meru_sd, "iteration": 120000}, ckpt)
     loaded = load_meru(ckpt, model_name=name)
     assert loaded.info["layout"] == "meru"
+    # MERU's towers use nn.LayerNorm's 1e-5, its timm ViT too (timm's own default is 1e-6)
+    assert {m.eps for m in source.modules() if isinstance(m, torch.nn.LayerNorm)} == {1e-6, 1e-5}
+    assert loaded.info["layernorm_eps"] == MERU_LAYERNORM_EPS == 1e-5
     assert loaded.curv == pytest.approx(0.7, rel=1e-6)
     for k, v in hype_state_dict(source).items():
         assert torch.equal(hype_state_dict(loaded.model)[k], v), k
