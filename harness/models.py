@@ -328,6 +328,34 @@ def _snapshot_revision(path: Path) -> str | None:
     return None
 
 
+def spec_fingerprint(spec: str | Path) -> str:
+    """The content fingerprint of whatever a model spec names, without loading a model: for stage keys
+    (a moved hub ref or rewritten weights file changes it). A spec that does not resolve is an error."""
+    text = str(spec)
+    if text.startswith(HUB_PREFIX):
+        snap = resolve_hub(text)
+        return _digest({"hf-hub": snap.repo_id, "revision": snap.revision,
+                        "sha256": [file_fingerprint(snap.config), file_fingerprint(snap.weights)]})
+    path = Path(text[len(LOCAL_DIR_PREFIX):]) if text.startswith(LOCAL_DIR_PREFIX) else Path(text)
+    if path.is_file():
+        return file_fingerprint(path)
+    if path.is_dir():  # a world model directory or a local-dir folder: every file, by relative name
+        files = sorted(p for p in path.rglob("*") if p.is_file())
+        return _digest({str(p.relative_to(path)): file_fingerprint(p) for p in files})
+    arch, sep, tag = text.partition(":")
+    if sep and Path(tag).is_file():
+        return _digest({"config": arch, "sha256": file_fingerprint(tag)})
+    if sep:
+        import open_clip
+
+        register_configs()
+        cfg = open_clip.get_pretrained_cfg(arch, tag) if arch in open_clip.list_models() else None
+        if cfg:
+            return _digest({"config": arch, "sha256": file_fingerprint(open_clip.download_pretrained(cfg))})
+    raise ModelLoadError(f"model {text!r}: not a file, a folder, 'hf-hub:ORG/NAME[@REVISION]' or "
+                         "'<arch>:<pretrained tag or file>'")
+
+
 # --- the loader --------------------------------------------------------------------------------------
 
 def load_clip(spec: str | Path, device: str = "cpu") -> LoadedClip:

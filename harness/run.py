@@ -139,6 +139,7 @@ def _timed(stage: Stage, timings: dict[str, float], fn, *args, discard: tuple[Pa
 def _run_locked(cfg: RunConfig, out: Path, pool_dir: Path, models_dir: Path | None, eval_root: Path,
                 suite: str) -> dict[str, Any]:
     from harness.evaluation import evaluate
+    from harness.models import spec_fingerprint
     from harness.plugins import ScoringContext
     from harness.pool import Pool
     from harness.reshard import reshard
@@ -155,8 +156,10 @@ def _run_locked(cfg: RunConfig, out: Path, pool_dir: Path, models_dir: Path | No
                          ray_workers=cfg.ray_workers)
     timings: dict[str, float] = {}
 
+    # a --model's content, not its name: a moved hub ref or a rewritten checkpoint selects again
+    overrides = {name: [spec, spec_fingerprint(spec)] for name, spec in sorted(cfg.models.items())}
     select_stage = Stage(out, "select", {"filter": cfg.filter, "pool": pool_fp, "models": models_fp,
-                                         "options": cfg.options, "models_override": cfg.models,
+                                         "options": cfg.options, "models_override": overrides,
                                          "plugins": cfg.plugins, "seed": cfg.seed})
     selection = _timed(select_stage, timings, select, pool, cfg.filter, out, ctx, scores_dir, cfg.seed)
     subset_path = out / "subset.npy"

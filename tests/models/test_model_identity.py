@@ -30,6 +30,7 @@ from harness.models import (
     parse_hub_spec,
     quiet_random_init,
     resolve_hub,
+    spec_fingerprint,
 )
 from harness.plugins import PluginError, ScoringContext
 from harness.pool import Pool
@@ -249,3 +250,28 @@ def test_dfn_plugin_error_names_the_spec(hub, pool) -> None:
     dfn = instantiate("dfn", _dfn_ctx(pool, f"hf-hub:{REPO}"))
     with pytest.raises(PluginError, match=rf"dfn: cannot load the filtering network 'hf-hub:{REPO}'.*no weights"):
         dfn.setup(_dfn_ctx(pool, f"hf-hub:{REPO}"))
+
+
+def test_spec_fingerprint_follows_content_without_loading(hub, weights, tmp_path) -> None:
+    """What `harness run` keys its select stage with for each --model: a moved ref selects again."""
+    _snapshot(hub, A, weights["one"])
+    before = spec_fingerprint(f"hf-hub:{REPO}")
+    assert spec_fingerprint(f"hf-hub:{REPO}@{A}") == before
+    _snapshot(hub, B, weights["two"])
+    assert spec_fingerprint(f"hf-hub:{REPO}") != before
+    assert spec_fingerprint(f"hf-hub:{REPO}@{A}") == before
+    # a folder (world model directory, local-dir:) is every file's content
+    d = tmp_path / "m"
+    d.mkdir()
+    (d / "model.pt").write_bytes(b"x" * 8)
+    (d / "model.json").write_text("{}")
+    fp = spec_fingerprint(d)
+    assert spec_fingerprint(f"local-dir:{d}") == fp
+    (d / "model.pt").write_bytes(b"y" * 8)
+    assert spec_fingerprint(d) != fp
+    assert spec_fingerprint(d / "model.pt") == hashlib.sha256(b"y" * 8).hexdigest()
+    with pytest.raises(ModelLoadError, match="no weights"):
+        _snapshot(hub, A, None, repo="acme/empty")
+        spec_fingerprint("hf-hub:acme/empty")
+    with pytest.raises(ModelLoadError, match="not a file, a folder"):
+        spec_fingerprint(str(tmp_path / "nowhere"))
