@@ -268,6 +268,9 @@ def resolve_hub(spec: str) -> HubSnapshot:
             weights = Path(hf_hub_download(repo_id, name, revision=revision, local_files_only=offline))
         except (EntryNotFoundError, LocalEntryNotFoundError):
             continue
+        except Exception as exc:  # gated repo, network failure mid-way, ...
+            raise ModelLoadError(f"model {spec!r}: cannot fetch {name} of {revision}: "
+                                 f"{type(exc).__name__}: {exc}") from exc
         return HubSnapshot(repo_id, requested, revision, config, weights)
     raise ModelLoadError(
         f"model {spec!r}: snapshot {revision} has {HUB_CONFIG_FILE} but no weights file "
