@@ -65,6 +65,9 @@ class DataFilteringNetwork(Scorer):
             raise RuntimeError("dfn: setup() first")  # the engine then calls setup()
         return str(self._clip.fingerprint)
 
+    def model_identity(self) -> dict[str, Any] | None:
+        return getattr(self._clip, "identity", None) if self._clip is not None else None
+
     def score_samples(self, samples: list[Sample], ctx: ScoringContext) -> dict[str, np.ndarray]:
         if self._clip is None:
             self.setup(ctx)

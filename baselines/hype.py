@@ -172,7 +172,7 @@ class HypeScorer(Scorer):
         )
 
     def fingerprint(self, ctx: ScoringContext) -> str:
-        from harness.hype.model import _fingerprint_file
+        from harness.hype.model import LOADER_VERSION, _fingerprint_file
 
         spec = self._model_spec(ctx)
         ckpt = spec / "model.pt" if spec.is_dir() else spec
@@ -180,7 +180,8 @@ class HypeScorer(Scorer):
         if not ckpt.exists() or not ref.exists():
             missing = ckpt if not ckpt.exists() else ref
             raise PluginError(f"{self.name}: {missing} not found")
-        return f"{_fingerprint_file(ckpt)}-{_fingerprint_file(ref)}"
+        # the loader version: how a checkpoint is loaded (e.g. its LayerNorm eps) changes its scores
+        return f"{_fingerprint_file(ckpt)}-{_fingerprint_file(ref)}-loader{LOADER_VERSION}"
 
     def setup(self, ctx: ScoringContext) -> None:
         from harness.hype.model import load_meru, load_reference_set
@@ -290,6 +291,7 @@ class HypeClusterScorer(HypeScorer):
         columns=(COS_COLUMN,), features=("l14_img",), images=True, captions=True, models=("meru",)
     )
     terms: ClassVar[tuple[str, ...]] = ("eps_i", "eps_t", "neg_dl", "cos", "c_in")
+    uses: ClassVar[tuple[str, ...]] = ("image_based",)  # c_in: its options apply
 
     def setup(self, ctx: ScoringContext) -> None:
         super().setup(ctx)

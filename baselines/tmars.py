@@ -101,6 +101,9 @@ class TMars(Scorer):
         det_fp = str(getattr(self._detector, "fingerprint", type(self._detector).__qualname__))
         return f"{self._clip.fingerprint}+{self.detector_name}:{det_fp}"
 
+    def model_identity(self) -> dict[str, Any] | None:
+        return getattr(self._clip, "identity", None) if self._clip is not None else None
+
     # -- scoring -------------------------------------------------------------------------------
 
     def score_samples(self, samples: list[Sample], ctx: ScoringContext) -> dict[str, np.ndarray]:

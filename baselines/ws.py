@@ -72,6 +72,7 @@ class WeakSupervision(Scorer):
     needs = Needs(columns=META_COLUMNS)
     default_percent = 32.0  # small scale: 4.1M of 12.8M kept
     terms = (*VOTE_TERMS, TIEBREAK)
+    uses = SCORER_LFS  # the scorers it reads: their --set options and --model overrides apply
 
     def __init__(self, lfs: str | list[str] | None = None, model: str = "dawid_skene",
                  groups: str = "alignment", low_quantile: float | str = 0.3, high_quantile: float | str = 0.7,

@@ -104,9 +104,21 @@ def cmd_filters(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_options(args: argparse.Namespace, *exprs: str, names: tuple[str, ...] = ()) -> None:
+    """--set and --model values the expressions (or filter names) would ignore are errors, before any
+    work such as building the world."""
+    from harness.expressions import parse, scorer_names
+    from harness.plugins import load_plugins, validate_options
+
+    load_plugins(args.plugins)
+    validate_options([*names, *(n for expr in exprs for n in scorer_names(parse(expr)))],
+                     {**_parse_settings(args.settings), "models": _parse_models(args.models)})
+
+
 def cmd_score(args: argparse.Namespace) -> int:
     from harness.scoring import score
 
+    _check_options(args, names=(args.filter,))
     ctx, cache = _scoring_context(args)
     table = score(ctx.pool, args.filter, ctx, cache)
     print(table.describe().to_string())
@@ -114,12 +126,9 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_select(args: argparse.Namespace) -> int:
-    from harness.expressions import parse
-    from harness.plugins import load_plugins
     from harness.selection import select
 
-    load_plugins(args.plugins)
-    parse(args.filter)  # a bad expression is refused before a world is built or a pool read
+    _check_options(args, args.filter)
     ctx, cache = _scoring_context(args)
     info = select(ctx.pool, args.filter, args.out, ctx, cache, args.seed, compat=args.compat)
     print(json.dumps(info, indent=2, default=str))
@@ -151,14 +160,27 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scoped(expr: str, options: dict[str, Any], models: dict[str, str],
+            plugins: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The --set options and --model overrides that the expression's filters read."""
+    from harness.expressions import parse, scorer_names
+    from harness.plugins import load_plugins, scope_options
+
+    load_plugins(plugins)
+    scoped = scope_options(scorer_names(parse(expr)), {**options, "models": models})
+    return {k: v for k, v in scoped.items() if k != "models"}, scoped.get("models", {})
+
+
 def _run_config(args: argparse.Namespace, filter_expr: str, seed: int):
     from harness.run import RunConfig
 
     world, pool_dir = _source(args)
+    options, models = _parse_settings(args.settings), _parse_models(args.models)
+    if args.command == "compare":  # one set of flags for every expression: each gets what it reads
+        options, models = _scoped(filter_expr, options, models, args.plugins)
     return RunConfig(filter=filter_expr, scale=args.scale, seed=seed, world=world, pool=pool_dir,
                      runs=args.runs, suite=args.suite, eval_data=args.eval_data,
-                     models=_parse_models(args.models), plugins=args.plugins,
-                     options=_parse_settings(args.settings), device=args.device, gpus=args.gpus,
+                     models=models, plugins=args.plugins, options=options, device=args.device, gpus=args.gpus,
                      partial=args.partial, compat=args.compat, train_num_samples=args.test_train_samples, engine=args.engine, ray_address=args.ray_address,
                      ray_workers=args.ray_workers)
 
@@ -177,6 +199,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from harness.run import run, run_dir
 
     filters = shlex.split(args.filters)
+    # every --set/--model must be read by some expression (a union); each run gets the part it reads
+    _check_options(args, *filters)
     configs = [_run_config(args, expr, seed) for expr in filters for seed in range(args.seeds)]
     done, skipped = run_all(configs, run, run_dir, lock_wait=args.lock_wait)
     if not done:

@@ -14,6 +14,7 @@ import importlib.util
 import inspect
 import re
 import sys
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -37,7 +38,10 @@ __all__ = [
     "get_filter",
     "instantiate",
     "load_plugins",
+    "option_names",
     "register",
+    "scope_options",
+    "validate_options",
 ]
 
 ENTRY_POINT_GROUP = "datacomp_harness.filters"
@@ -134,6 +138,11 @@ class Filter:
     default_percent: ClassVar[float | None] = None
     # False for filters that are cheaper to recompute than to read back (a metadata column as is)
     cache: ClassVar[bool] = True
+    # Options are the constructor's named parameters (validate_options refuses others before any
+    # work); a constructor taking **options may list more names here, or "*" to accept any.
+    extra_options: ClassVar[tuple[str, ...]] = ()
+    # Other filters this one instantiates or reads: their options and models apply to it too.
+    uses: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, **options: Any):
         self.options = dict(options)
@@ -162,6 +171,11 @@ class Scorer(Filter):
     def fingerprint(self, ctx: ScoringContext) -> str:
         """Model fingerprint ("" for metadata scorers); part of the cache key."""
         return ""
+
+    def model_identity(self) -> dict[str, Any] | None:
+        """What the loaded model is (source, resolved hub revision, file hashes), recorded in the score
+        table and subset.json; None for no model or not loaded yet (LoadedClip.identity for CLIPs)."""
+        return None
 
     def score_metadata(self, batch: MetadataBatch, ctx: ScoringContext) -> dict[str, np.ndarray]:
         raise NotImplementedError
@@ -367,6 +381,105 @@ def instantiate(name: str, ctx: ScoringContext | None = None, **extra: Any) -> F
         bad = [k for k, v in opts.items() if isinstance(v, str) and repr(v) in str(exc)]
         which = f"option {bad[0]!r}={opts[bad[0]]!r}" if len(bad) == 1 else f"options {opts}"
         raise PluginError(f"filter {name!r}: bad value for {which}: {exc}") from exc
+
+
+def option_names(cls: type[Filter]) -> frozenset[str] | None:
+    """The options a filter accepts (None: any): its constructor's named parameters + extra_options."""
+    if "*" in cls.extra_options:
+        return None
+    if cls.__init__ is Filter.__init__:  # no constructor of its own: it takes no options
+        return frozenset(cls.extra_options)
+    params = inspect.signature(cls.__init__).parameters.values()
+    named = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} - {"self"}
+    return frozenset(named | set(cls.extra_options))
+
+
+def _with_dependencies(names: Iterable[str]) -> list[str]:
+    """The filters and, transitively, the registered filters they use."""
+    out: list[str] = []
+    todo = list(names)
+    while todo:
+        name = todo.pop(0)
+        if name in out:
+            continue
+        out.append(name)
+        todo += [u for u in get_filter(name).uses if u in _REGISTRY]
+    return out
+
+
+def _split_options(options: Mapping[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """({filter: {option: value}}, {model name: spec}) from a ScoringContext-style options dict."""
+    per_filter: dict[str, dict[str, Any]] = {}
+    models: dict[str, Any] = {}
+    for key, value in options.items():
+        if key == "models":
+            if not isinstance(value, Mapping):
+                raise PluginError(f"options['models'] must map model names to specs, got {value!r}")
+            models.update(value)
+        elif "." in key:
+            name, _, opt = key.partition(".")
+            per_filter.setdefault(name, {})[opt] = value
+        elif isinstance(value, Mapping):
+            per_filter.setdefault(key, {}).update(value)
+        else:  # options[<model name>] = spec, the older spelling of options["models"]
+            models[key] = value
+    return per_filter, models
+
+
+def validate_options(filters: Iterable[str], options: Mapping[str, Any], scoped: bool = True) -> None:
+    """Refuse, before any work, options that would be ignored: an unknown filter or option, an unknown
+    model name and, when ``scoped`` (the options were given for these filters alone, as on the command
+    line), options for a filter the expression does not use or a model none of its filters loads."""
+    load_plugins()
+    used = _with_dependencies(filters)
+    per_filter, models = _split_options(options)
+    for name, opts in per_filter.items():
+        shown = f"{name}.{next(iter(opts))}" if opts else name
+        if name not in _REGISTRY:
+            try:
+                get_filter(name)
+            except PluginError as exc:
+                raise PluginError(f"option {shown!r}: {exc}") from None
+        if scoped and name not in used:
+            raise PluginError(f"option {shown!r}: filter {name!r} is not in the expression, so the option "
+                              f"would be ignored (filters used: {', '.join(used)})")
+        known = option_names(_REGISTRY[name])
+        unknown = sorted(set(opts) - known) if known is not None else []
+        if unknown:
+            raise PluginError(f"filter {name!r} has no option(s) {', '.join(unknown)}; "
+                              f"its options: {', '.join(sorted(known)) or 'none'}")
+    wanted = {m: n for n in used for m in _REGISTRY[n].needs.models}
+    for model in models:
+        if model in wanted:
+            continue
+        users = sorted(n for n, c in _REGISTRY.items() if model in c.needs.models)
+        if users and not scoped:
+            continue
+        if users:
+            raise PluginError(f"--model {model}: only filter(s) {', '.join(users)} load model {model!r}, and the "
+                              f"expression does not use them (its models: {', '.join(sorted(wanted)) or 'none'})")
+        every = sorted({m for c in _REGISTRY.values() for m in c.needs.models})
+        raise PluginError(f"--model {model}: unknown model name {model!r}; filters load: {', '.join(every)}")
+
+
+def scope_options(filters: Iterable[str], options: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of ``options`` that the filters (and those they use) read; what `compare` hands each
+    expression after validating the union."""
+    load_plugins()
+    used = _with_dependencies(filters)
+    wanted = {m for n in used for m in _REGISTRY[n].needs.models}
+    out: dict[str, Any] = {}
+    for key, value in options.items():
+        if key == "models" and isinstance(value, Mapping):
+            kept = {m: s for m, s in value.items() if m in wanted}
+            if kept:
+                out["models"] = kept
+        elif "." in key:
+            if key.partition(".")[0] in used:
+                out[key] = value
+        elif key in used or key in wanted:
+            out[key] = value
+    return out
 
 
 def describe_filters() -> list[dict[str, Any]]:

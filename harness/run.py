@@ -112,11 +112,12 @@ def ensure_world(world: Path) -> dict[str, Any]:
 
 def run(cfg: RunConfig) -> dict[str, Any]:
     """Run the whole flow for one expression; returns the summary (also written to summary.json)."""
-    from harness.expressions import parse
-    from harness.plugins import load_plugins
+    from harness.expressions import parse, scorer_names
+    from harness.plugins import load_plugins, validate_options
 
     load_plugins(cfg.plugins)
-    parse(cfg.filter)  # refuse a bad expression before any work
+    # refuse a bad expression, and options or models it would ignore, before any work
+    validate_options(scorer_names(parse(cfg.filter)), {**cfg.options, "models": cfg.models})
     pool_dir, models_dir, eval_root, suite = _resolve_inputs(cfg)
     out = run_dir(cfg)
     with run_lock(out):
@@ -156,6 +157,7 @@ def _run_locked(cfg: RunConfig, out: Path, pool_dir: Path, models_dir: Path | No
                 suite: str) -> dict[str, Any]:
     from harness.compat import resolve_compat
     from harness.evaluation import evaluate
+    from harness.models import spec_fingerprint
     from harness.plugins import ScoringContext
     from harness.pool import Pool
     from harness.reshard import reshard
@@ -173,9 +175,11 @@ def _run_locked(cfg: RunConfig, out: Path, pool_dir: Path, models_dir: Path | No
                          ray_workers=cfg.ray_workers, compat=resolve_compat(cfg.compat))
     timings: dict[str, float] = {}
 
+    # a --model's content, not its name: a moved hub ref or a rewritten checkpoint selects again
+    overrides = {name: [spec, spec_fingerprint(spec)] for name, spec in sorted(cfg.models.items())}
     with in_stage("select"):  # the key instantiates the filters: a bad option fails here, named so
         select_inputs = selection_inputs(pool, cfg.filter, ctx, cfg.seed)
-    select_stage = Stage(out, "select", {**select_inputs, "world_models": models_fp})
+    select_stage = Stage(out, "select", {**select_inputs, "world_models": models_fp, "models_override": overrides})
     selection = _timed(select_stage, timings, select, pool, cfg.filter, out, ctx, scores_dir, cfg.seed)
     subset_path = out / "subset.npy"
 

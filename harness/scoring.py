@@ -193,6 +193,11 @@ def _model_fingerprint(filt: Filter, ctx: ScoringContext) -> str:
         return str(_call(filt, "fingerprint", "", ctx))
 
 
+def _model_identity(filt: Filter) -> dict[str, Any] | None:
+    identity = getattr(filt, "model_identity", None)
+    return identity() if callable(identity) else None
+
+
 def _term_names(filt: Filter) -> tuple[str, ...]:
     return (KEEP_TERM,) if isinstance(filt, Predicate) else tuple(type(filt).terms)
 
@@ -390,6 +395,7 @@ def _record(filt: Filter, ctx: ScoringContext, pool_fp: str) -> dict[str, Any]:
         "scorer": filt.name,
         "settings": settings,
         "model_fingerprint": model_fp,
+        "model": _model_identity(filt),  # after the fingerprint: a scorer may load its model for it
         "pool_fingerprint": pool_fp,
         "code_fingerprint": code_fp,
         "kind": type(filt).kind(),

@@ -17,7 +17,7 @@ import numpy as np
 
 from harness import expressions
 from harness.compat import check_compat
-from harness.plugins import Scorer, ScoringContext, get_filter, instantiate
+from harness.plugins import Scorer, ScoringContext, get_filter, instantiate, validate_options
 from harness.pool import UID_DTYPE, Pool, is_sorted_uids, sort_uids
 from harness.stages import atomic_path
 
@@ -143,6 +143,8 @@ def select(
     compat = check_compat(compat or ctx.compat)
     ctx = dataclasses.replace(ctx, pool=pool, seed=seed, compat=compat)
     names = expressions.scorer_names(ast)
+    # a context may carry options for other expressions too; unknown filters/options/models are errors
+    validate_options(names, ctx.options, scoped=False)
     filters = {name: instantiate(name, ctx) for name in names}
     n = len(pool)
 
@@ -166,6 +168,7 @@ def select(
             "kind": get_filter(name).kind(),
             "settings": t.record.get("settings"),
             "model_fingerprint": t.record.get("model_fingerprint"),
+            "model": t.record.get("model"),  # e.g. a hub model's resolved revision and file hashes
             "cache": str(t.path) if t.path else None,
             "missing": t.record.get("missing", 0),
         }

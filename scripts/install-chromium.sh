@@ -33,7 +33,10 @@ if command -v apt-get >/dev/null 2>&1; then
   # Debian ships a real package named chromium; Ubuntu only a snap wrapper named chromium-browser.
   export DEBIAN_FRONTEND=noninteractive
   "${SUDO[@]}" apt-get update -qq
-  if apt-cache policy chromium 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+  # Capture first, then test: `apt-cache policy | grep -q` under pipefail fails when grep exits
+  # at the first match and apt-cache dies of SIGPIPE, which sent Debian down the Ubuntu branch.
+  policy="$(apt-cache policy chromium 2>/dev/null || true)"
+  if [[ "$policy" =~ Candidate:\ [0-9] ]]; then
     "${SUDO[@]}" apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core \
       || fail "apt-get install chromium failed"
   else

@@ -16,13 +16,26 @@ from .aggregate import aggregate, read_results
 from .encoders import load_encoder
 from .loaders import DataError, SuiteStream
 from .metrics import json_safe
-from .runners import RunContext, run_task, wds_job
+from .runners import RunContext, missing_data, run_task, wds_job
 from .suites import Suite, load_suite
 
 log = logging.getLogger(__name__)
 
 RESULTS_FILE = "eval_results.jsonl"
 SUMMARY_FILE = "eval_summary.json"
+
+
+class TaskDataError(DataError):
+    """Tasks whose data is missing or unreadable, every one named (not only the first met)."""
+
+    def __init__(self, suite: str, data_root: Path, failures: dict[str, str], hint: str):
+        self.failures = dict(failures)
+        listed = "; ".join(failures.values())
+        super().__init__(f"suite {suite!r} under {data_root}: {len(failures)} task(s) cannot run: {listed}. {hint}")
+
+
+class NothingEvaluatedError(DataError):
+    """--partial with not one scored task evaluated: every aggregate would be null."""
 
 
 def append_line(path: Path, record: dict) -> None:
@@ -82,11 +95,13 @@ def evaluate(
     """Evaluate ``model_spec`` on every task of ``suite`` not yet in ``out_dir/eval_results.jsonl``.
 
     The model is loaded once (and not at all when every task is already done). With
-    ``partial=True`` a task whose data is missing is skipped and the summary is marked partial;
-    otherwise a missing task raises, naming it. Returns the summary (also written atomically to
-    ``out_dir/eval_summary.json``): aggregates, tasks, partial, missing_tasks, suite, compat, plus
-    timings. ``compat`` is ``"datacomp"`` (default: DataComp's pinned evaluator as it computes) or
-    ``"corrected"``; see compat.py.
+    ``partial=True`` a task whose data is missing is skipped and the summary is marked partial, but a
+    run after which no task of the suite has a result is a :class:`NothingEvaluatedError`. Without it, tasks
+    whose data folder is absent are a :class:`TaskDataError` naming every one, before the model is
+    loaded; a task whose data turns out unreadable does not stop the others, and the error afterwards
+    names all of them. Returns the summary (also written atomically to ``out_dir/eval_summary.json``):
+    aggregates, tasks, partial, missing_tasks, suite, compat, plus timings. ``compat`` is ``"datacomp"``
+    (default: DataComp's pinned evaluator as it computes) or ``"corrected"``; see harness/compat.py.
     """
     compat = resolve_compat(compat)
     suite = load_suite(suite)
@@ -96,7 +111,12 @@ def evaluate(
     done = _drop_other_modes(results_path, read_results(results_path), compat)
     todo = [t for t in suite.tasks if t.key not in done and (tasks is None or t.key in tasks)]
     timings: dict[str, float] = {}
-    failed: dict[str, str] = {}
+    # absent data folders are known before any work: all of them named at once, no model loaded
+    failed: dict[str, str] = {t.key: why for t in todo if (why := missing_data(t, data_root)) is not None}
+    if failed and not partial:
+        raise TaskDataError(suite.name, data_root, failed, "Fetch them (harness download-eval), "
+                            "or pass --partial to publish a partial row without them.")
+    todo = [t for t in todo if t.key not in failed]
     t_load = 0.0
     if todo:
         t0 = time.perf_counter()
@@ -110,6 +130,14 @@ def evaluate(
         finally:
             if stream is not None:
                 stream.close()
+    if failed and not partial:
+        raise TaskDataError(suite.name, data_root, failed, "The other tasks' results are kept; fix "
+                            "these and run again, or pass --partial to publish a partial row without them.")
+    if partial and not any(t.key in done for t in suite.tasks):
+        why = "; ".join(list(failed.values())[:5]) + (f" (+{len(failed) - 5} more)" if len(failed) > 5 else "")
+        raise NothingEvaluatedError(
+            f"suite {suite.name!r} under {data_root}: no task was evaluated, so every aggregate would be "
+            f"null ({why or 'no task selected'}); --partial publishes a row only when some task ran")
     summary = aggregate(done, suite, partial=partial)
     summary["compat"] = compat
     summary["eval_seconds"] = {"model_load": t_load, **timings}
@@ -140,11 +168,10 @@ def _run_tasks(todo, data_root, ctx, results_path, done, timings, failed, partia
         t0 = time.perf_counter()
         try:
             metrics = run_task(task, data_root, ctx)
-        except DataError as e:
-            if not partial:
-                raise
-            failed[task.key] = str(e)
-            log.warning("skipping %s: %s", task.key, e)
+        except DataError as e:  # the others still run; evaluate() names every failure afterwards
+            msg = str(e)
+            failed[task.key] = msg if msg.startswith(f"task {task.key} ") else f"task {task.key} ({task.name}): {msg}"
+            log.warning("%s %s: %s", "skipping" if partial else "failed:", task.key, e)
             continue
         line = result_line(task, metrics, ctx.compat)
         append_line(results_path, line)

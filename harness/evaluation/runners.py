@@ -281,11 +281,19 @@ RUNNERS: dict[str, Callable[[Task, Path, RunContext], dict]] = {
 }
 
 
-def run_task(task: Task, data_root: Path, ctx: RunContext) -> dict:
+def missing_data(task: Task, data_root: Path) -> str | None:
+    """Why the task cannot start (its data is absent), None when it can try; checked before any work."""
     root = task_data_path(task, data_root)
-    if not root.exists():
-        also = ""
-        if task.source.format == "hf" and task.source.hub:
-            also = f" (nor {task.source.hub} in the datasets cache {Path(data_root) / HF_CACHE_DIR})"
-        raise DataError(f"task {task.key} ({task.name}): {root} not found{also}")
-    return RUNNERS[task.task](task, root, ctx)
+    if root.exists():
+        return None
+    also = ""
+    if task.source.format == "hf" and task.source.hub:
+        also = f" (nor {task.source.hub} in the datasets cache {Path(data_root) / HF_CACHE_DIR})"
+    return f"task {task.key} ({task.name}): {root} not found{also}"
+
+
+def run_task(task: Task, data_root: Path, ctx: RunContext) -> dict:
+    why = missing_data(task, data_root)
+    if why is not None:
+        raise DataError(why)
+    return RUNNERS[task.task](task, task_data_path(task, data_root), ctx)

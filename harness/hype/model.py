@@ -17,8 +17,14 @@ Checkpoint layouts understood by :func:`load_meru_state`:
   ``logit_scale``; translated to the HYPE layout of an open_clip model whose vision tower is the
   same timm ViT (configs ``hype-meru-vit-b-16`` / ``hype-meru-vit-l-16``).
 
-A missing or unexpected key is a :class:`CheckpointError` naming the keys: a half-loaded model would
-silently score with random weights.
+Loading reports what does not fit instead of hiding it (HYPE's own loader uses ``strict=False``): a
+missing weight that scoring uses, or a misshapen one, is a :class:`CheckpointError` naming the keys (a
+half-loaded model would silently score with random weights); an unexpected key, or a missing
+``logit_scale`` (only the training loss reads it), is a :class:`CheckpointWarning` naming them.
+
+LayerNorm eps follows the model the weights come from: the official HYPE model normalises with
+float32 machine epsilon, MERU with torch's default 1e-5, a world model with the eps it was trained
+with (its open_clip config's, unless ``model.json`` records ``layernorm_eps``).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import hashlib
 import json
 import math
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,10 +52,40 @@ HYPE_EXTRA_KEYS = ("curvature", "alpha_img", "alpha_txt")
 # The official HYPE model is OpenCLIP ViT-L/14 (REFERENCE.md section 5, naver-ai/hype model.py).
 HYPE_OFFICIAL_CONFIG = "ViT-L-14"
 MODEL_CONFIG_DIR = Path(__file__).resolve().parent.parent / "model_configs"
+# The official HYPE model's LayerNorm passes eps = torch.finfo(<input dtype>).eps (naver-ai/hype,
+# model.py lines 30-34); the harness runs the towers in float32. open_clip's default is 1e-5.
+HYPE_LAYERNORM_EPS = float(torch.finfo(torch.float32).eps)
+# MERU builds plain nn.LayerNorm (eps 1e-5) in its text tower and passes nn.LayerNorm to its timm ViT
+# instead of timm's 1e-6 (facebookresearch/meru, meru/encoders/text_encoders.py lines 32, 42, 106;
+# meru/encoders/image_encoders.py lines 59-60).
+MERU_LAYERNORM_EPS = 1e-5
+# Weights that scoring never reads: a checkpoint without them still scores correctly.
+SCORER_UNUSED_KEYS = frozenset({"logit_scale"})
+# Bumped when loading changes what a checkpoint scores (2: layout-specific LayerNorm eps); scorers put
+# it in their model fingerprint so tables made by an older loader are recomputed.
+LOADER_VERSION = 2
 
 
 class CheckpointError(ValueError):
     """A checkpoint that does not match the model it is loaded into."""
+
+
+class CheckpointWarning(UserWarning):
+    """A checkpoint that loads, with keys the model does not have or scoring does not need."""
+
+
+def set_layernorm_eps(module: nn.Module, eps: float) -> int:
+    """Set ``eps`` on every LayerNorm of ``module`` (open_clip's and timm's subclass nn.LayerNorm)."""
+    norms = [m for m in module.modules() if isinstance(m, nn.LayerNorm)]
+    for m in norms:
+        m.eps = float(eps)
+    return len(norms)
+
+
+def layernorm_eps_of(module: nn.Module) -> float | list[float] | None:
+    """The eps of the module's LayerNorms: one value, the sorted values when they differ, None if none."""
+    values = sorted({float(m.eps) for m in module.modules() if isinstance(m, nn.LayerNorm)})
+    return None if not values else values[0] if len(values) == 1 else values
 
 
 def register_configs() -> None:
@@ -67,10 +104,14 @@ def register_configs() -> None:
 def _open_clip_model(model_name: str) -> nn.Module:
     import open_clip
 
+    from harness.models import quiet_random_init
+
     register_configs()
     if open_clip.get_model_config(model_name) is None:
         raise ValueError(f"unknown open_clip model config {model_name!r} (not in open_clip nor harness/model_configs)")
-    return open_clip.create_model(model_name, pretrained=None, device="cpu")
+    # random towers on purpose: load_meru fills and checks every weight next, training starts from them
+    with quiet_random_init():
+        return open_clip.create_model(model_name, pretrained=None, device="cpu")
 
 
 class MeruCLIP(nn.Module):
@@ -228,30 +269,45 @@ def _describe(keys: list[str], limit: int = 8) -> str:
     return ", ".join(keys[:limit]) + more
 
 
-def load_meru_state(model: MeruCLIP, obj: Any, source: str = "checkpoint") -> str:
-    """Load a HYPE- or MERU-layout checkpoint into ``model`` strictly; returns the layout found."""
+def load_meru_state(model: MeruCLIP, obj: Any, source: str = "checkpoint",
+                    report: dict[str, list[str]] | None = None) -> str:
+    """Load a HYPE- or MERU-layout checkpoint into ``model``; returns the layout found.
+
+    Every weight scoring uses must be there with its shape (else :class:`CheckpointError`); unexpected
+    keys and missing unused ones are ignored with a :class:`CheckpointWarning` naming them, and listed
+    in ``report`` ({"missing": [...], "unexpected": [...]}) when one is given.
+    """
     sd, layout = _unwrap(obj, source)
     if layout == "meru":
         sd = meru_to_hype_layout(sd)
     expected = hype_state_dict(model)
     missing = [k for k in expected if k not in sd]
     unexpected = [k for k in sd if k not in expected]
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"missing keys: {_describe(missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys: {_describe(unexpected)}")
-        raise CheckpointError(f"{source} ({layout} layout) does not fit this model: " + "; ".join(parts))
+    fatal = [k for k in missing if k not in SCORER_UNUSED_KEYS]
+    if fatal:
+        extra = f"; unexpected keys: {_describe(unexpected)}" if unexpected else ""
+        raise CheckpointError(f"{source} ({layout} layout) does not fit this model: "
+                              f"missing keys: {_describe(fatal)}{extra}")
     bad = [f"{k} {tuple(sd[k].shape)} != {tuple(v.shape)}" for k, v in expected.items()
-           if tuple(sd[k].shape) != tuple(v.shape)]
+           if k in sd and tuple(sd[k].shape) != tuple(v.shape)]
     if bad:
         raise CheckpointError(f"{source} ({layout} layout) has wrong shapes: {_describe(bad)}")
-    clip_sd = {k: v for k, v in sd.items() if k not in HYPE_EXTRA_KEYS}
-    model.clip.load_state_dict(clip_sd, strict=True)
+    if unexpected:
+        warnings.warn(CheckpointWarning(f"{source} ({layout} layout): ignoring unexpected keys: "
+                                        f"{_describe(unexpected)}"), stacklevel=2)
+    if missing:
+        warnings.warn(CheckpointWarning(f"{source} ({layout} layout): missing keys {_describe(missing)} "
+                                        "(not used for scoring) keep their initial values"), stacklevel=2)
+    clip_sd = {k: sd[k] for k in expected if k in sd and k not in HYPE_EXTRA_KEYS}
+    result = model.clip.load_state_dict(clip_sd, strict=False)
+    left = sorted(set(result.missing_keys) - set(missing))  # every key was checked above: none expected
+    if left or result.unexpected_keys:
+        raise CheckpointError(f"{source}: open_clip did not take keys {_describe(left + list(result.unexpected_keys))}")
     with torch.no_grad():
         for key in HYPE_EXTRA_KEYS:
             getattr(model, key).copy_(sd[key].reshape(()))
+    if report is not None:
+        report["missing"], report["unexpected"] = sorted(missing), sorted(unexpected)
     return layout
 
 
@@ -324,12 +380,15 @@ def _preprocess_and_tokenizer(
     return preprocess, open_clip.get_tokenizer(model_name)
 
 
-def load_meru(spec: str | Path, model_name: str | None = None, device: str = "cpu") -> LoadedMeru:
+def load_meru(spec: str | Path, model_name: str | None = None, device: str = "cpu",
+              layernorm_eps: float | None = None) -> LoadedMeru:
     """Load a hyperbolic CLIP for scoring.
 
     ``spec`` is a world model directory (``model.json`` + ``model.pt``) or a checkpoint file: the
     official HYPE ``ckpt.pt`` (``model_name`` defaults to ``ViT-L-14``) or a MERU checkpoint (give
-    ``model_name="hype-meru-vit-l-16"`` or ``"hype-meru-vit-b-16"``).
+    ``model_name="hype-meru-vit-l-16"`` or ``"hype-meru-vit-b-16"``). ``layernorm_eps`` overrides the
+    eps of the model the weights come from (see the module docstring); ``info`` records the eps used
+    and the keys that were missing or unexpected.
     """
     path = Path(spec)
     info: dict[str, Any] = {}
@@ -349,10 +408,19 @@ def load_meru(spec: str | Path, model_name: str | None = None, device: str = "cp
         model_name = model_name or HYPE_OFFICIAL_CONFIG
     model = MeruCLIP.from_config(model_name, curv_init=float(info.get("curv_init", 1.0)))
     obj = safeload.torch_load(ckpt)
-    layout = load_meru_state(model, obj, source=str(ckpt))
+    report: dict[str, list[str]] = {}
+    layout = load_meru_state(model, obj, source=str(ckpt), report=report)
+    if layernorm_eps is None:
+        if path.is_dir():  # the world trains with its config's eps unless model.json says otherwise
+            layernorm_eps = info.get("layernorm_eps")
+        else:
+            layernorm_eps = HYPE_LAYERNORM_EPS if layout == "hype" else MERU_LAYERNORM_EPS
+    if layernorm_eps is not None:
+        set_layernorm_eps(model, float(layernorm_eps))
     model = model.to(device).eval()
     preprocess, tokenizer = _preprocess_and_tokenizer(model_name, model.clip, _pixel_stats(obj))
-    info = {**info, "layout": layout}
+    info = {**info, "layout": layout, "layernorm_eps": layernorm_eps_of(model),
+            **{f"{k}_keys": v for k, v in report.items()}}
     return LoadedMeru(model, preprocess, tokenizer, name=str(model_name),
                       fingerprint=_fingerprint_file(ckpt), device=device, info=info)
 

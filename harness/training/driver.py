@@ -449,6 +449,7 @@ def run_open_clip(args: list[str], seed: int, log_file: Path | None = None) -> N
     from open_clip_train import main as oc_main
     from PIL import Image
 
+    from harness.models import quiet_random_init
     from harness.training.seeding import deterministic_data
 
     state = _ProcessState()
@@ -456,7 +457,8 @@ def run_open_clip(args: list[str], seed: int, log_file: Path | None = None) -> N
     real_save, real_load = torch.save, oc_main.pt_load
     torch.save, oc_main.pt_load = _atomic_save(real_save), _safe_pt_load
     try:
-        with deterministic_data(seed), warnings.catch_warnings():
+        # the recipe trains from scratch: open_clip's "initialized randomly" is the intent, not a fault
+        with deterministic_data(seed), warnings.catch_warnings(), quiet_random_init():
             result = oc_main.main(copy.copy(args))
     except SystemExit as exc:  # argparse errors and open_clip's exit(1)
         raise TrainingError(f"open_clip_train exited with status {exc.code}{_log_hint(log_file)}") from None

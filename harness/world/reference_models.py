@@ -107,12 +107,13 @@ def train_clip(config: str, images: np.ndarray, captions: list[str], *, steps: i
     import torch
     import torch.nn.functional as F
 
-    from ..models import register_configs
+    from ..models import quiet_random_init, register_configs
 
     register_configs()
     torch.set_num_threads(_num_threads())
     torch.manual_seed(seed)
-    model = open_clip.create_model(config)
+    with quiet_random_init():  # trained from scratch: random initial weights are the point
+        model = open_clip.create_model(config)
     model.train()
     tokenizer = open_clip.get_tokenizer(config)
     tokens = tokenizer(captions)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 
@@ -13,12 +14,16 @@ from PIL import Image
 
 from harness.hype import geometry as G
 from harness.hype.model import (
+    HYPE_LAYERNORM_EPS,
+    MERU_LAYERNORM_EPS,
     CheckpointError,
+    CheckpointWarning,
     MeruCLIP,
     hype_state_dict,
     load_meru,
     load_meru_state,
     load_reference_set,
+    set_layernorm_eps,
 )
 
 TINY = "hype-tiny"
@@ -84,10 +89,12 @@ def test_hype_layout_round_trip_through_a_file(tmp_path, tiny_model):
     loaded = load_meru(ckpt, model_name=TINY)
     assert loaded.info["layout"] == "hype"
     imgs, caps = _images(3), ["a red circle", "two small blue stars in the top left", "a shape"]
-    tiny_model.eval()
+    # a checkpoint file in the HYPE layout is the official HYPE model: float32-epsilon LayerNorms
+    reference = copy.deepcopy(tiny_model).eval()
+    set_layernorm_eps(reference, HYPE_LAYERNORM_EPS)
     with torch.no_grad():
-        ref_img = tiny_model.image_tangent(torch.stack([loaded.preprocess(i) for i in imgs]))
-        ref_txt = tiny_model.text_tangent(loaded.tokenizer(caps))
+        ref_img = reference.image_tangent(torch.stack([loaded.preprocess(i) for i in imgs]))
+        ref_txt = reference.text_tangent(loaded.tokenizer(caps))
     assert np.allclose(loaded.encode_images(imgs, batch_size=2), ref_img.numpy(), atol=1e-6)
     assert np.allclose(loaded.encode_texts(caps), ref_txt.numpy(), atol=1e-6)
     assert loaded.curv == pytest.approx(1.0)
@@ -105,7 +112,8 @@ def test_missing_unexpected_and_misshapen_keys_are_errors(tiny_model):
     plain = {k: v for k, v in sd.items() if k not in ("curvature", "alpha_img", "alpha_txt")}
     with pytest.raises(CheckpointError, match=r"alpha_img, alpha_txt, curvature"):
         load_meru_state(MeruCLIP.from_config(TINY), plain)
-    with pytest.raises(CheckpointError, match=r"unexpected keys: visual\.extra_head"):
+    # issue 16 item 11: an unexpected key is reported (HYPE's loader ignores it silently), not fatal
+    with pytest.warns(CheckpointWarning, match=r"unexpected keys: visual\.extra_head"):
         load_meru_state(MeruCLIP.from_config(TINY), {**sd, "visual.extra_head": torch.zeros(2)})
     with pytest.raises(CheckpointError, match=r"wrong shapes: text_projection"):
         load_meru_state(MeruCLIP.from_config(TINY), {**sd, "text_projection": torch.zeros(3, 3)})
@@ -173,6 +181,9 @@ def test_meru_checkpoint_loads_into_a_timm_tower(tmp_path):
     torch.save({"model": meru_sd, "iteration": 120000}, ckpt)
     loaded = load_meru(ckpt, model_name=name)
     assert loaded.info["layout"] == "meru"
+    # MERU's towers use nn.LayerNorm's 1e-5, its timm ViT too (timm's own default is 1e-6)
+    assert {m.eps for m in source.modules() if isinstance(m, torch.nn.LayerNorm)} == {1e-6, 1e-5}
+    assert loaded.info["layernorm_eps"] == MERU_LAYERNORM_EPS == 1e-5
     assert loaded.curv == pytest.approx(0.7, rel=1e-6)
     for k, v in hype_state_dict(source).items():
         assert torch.equal(hype_state_dict(loaded.model)[k], v), k
