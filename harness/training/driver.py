@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from harness.stages import atomic_write_text
+from harness.training.console import TrainSummary, train_logging
 from harness.training.recipe import (
     Recipe,
     RecipeError,
@@ -409,15 +410,19 @@ class _ProcessState:
         sys.argv[:] = self.argv
 
 
-def run_open_clip(args: list[str], seed: int, log_file: Path | None = None) -> None:
-    """Call open_clip_train.main.main(args) in this process, as DataComp does, and clean up after it."""
+def run_open_clip(args: list[str], seed: int, log_file: Path | None = None) -> TrainSummary:
+    """Call open_clip_train.main.main(args) in this process, as DataComp does, and clean up after it.
+
+    Its log goes in full to its out.log and to the console as one progress bar (harness.training.console).
+    """
     from open_clip_train import main as oc_main
 
     from harness.training.seeding import deterministic_data
 
+    total = _flag_int(args, "train-num-samples") * _flag_int(args, "epochs")  # per epoch x epochs
     state = _ProcessState()
     try:
-        with deterministic_data(seed), warnings.catch_warnings():
+        with deterministic_data(seed), warnings.catch_warnings(), train_logging(oc_main, total) as summary:
             result = oc_main.main(copy.copy(args))
     except SystemExit as exc:  # argparse errors and open_clip's exit(1)
         raise TrainingError(f"open_clip_train exited with status {exc.code}{_log_hint(log_file)}") from None
@@ -425,6 +430,14 @@ def run_open_clip(args: list[str], seed: int, log_file: Path | None = None) -> N
         state.restore()
     if result == -1:
         raise TrainingError(f"open_clip_train refused to run{_log_hint(log_file)}")
+    return summary
+
+
+def _flag_int(args: list[str], flag: str) -> int:
+    try:
+        return int(args[args.index(f"--{flag}") + 1])
+    except (ValueError, IndexError):
+        return 0
 
 
 def _log_hint(log_file: Path | None) -> str:
@@ -456,11 +469,13 @@ def execute(plan: TrainPlan, rank: int = 0) -> Path:
     previous = check_resumable(plan) if rank == 0 else None
     if rank == 0:
         write_record(plan, previous, "running")
-    run_open_clip(plan.args, plan.seed, plan.log_file)
+    summary = run_open_clip(plan.args, plan.seed, plan.log_file)
     if rank == 0:
         if not plan.final_checkpoint.exists():
             raise TrainingError(f"training ended without {plan.final_checkpoint}{_log_hint(plan.log_file)}")
         write_record(plan, read_record(plan.out_dir), "complete")
+        loss = "" if summary.loss is None else f", last {summary.loss_name.lower()} {summary.loss:.4f}"
+        log.info("trained on %d samples%s; full log %s", summary.samples, loss, plan.log_file)
     return plan.final_checkpoint
 
 
