@@ -154,3 +154,18 @@ def test_train_logging_keeps_the_full_log_in_the_file_and_only_a_bar_on_the_cons
     assert "Model:" not in shown and "Train Epoch" not in shown and "initialized randomly" not in shown
     assert "INFO:root" not in shown
     assert summary.samples == 6400 and summary.loss == pytest.approx(4.6)
+
+
+def test_weights_loaded_after_drops_the_false_random_init_warning_everywhere(stream, caplog) -> None:
+    """harness.hype builds MERU's towers with pretrained=None and loads its checkpoint next."""
+    import open_clip
+
+    from harness.hype.model import _open_clip_model
+
+    console.setup(console.NORMAL, stream=stream)
+    with caplog.at_level(logging.WARNING):
+        _open_clip_model("hype-tiny")
+        open_clip.create_model("hype-tiny", pretrained=None)  # outside the helper the warning is kept
+    randomly = [r for r in caplog.records if "initialized randomly" in r.getMessage()]
+    assert len(randomly) == 1
+    assert stream.getvalue().count("initialized randomly") == 1

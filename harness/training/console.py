@@ -23,7 +23,7 @@ from harness import console
 _TRAIN_LINE = re.compile(r"Train Epoch: (\d+) \[\s*(\d+)/(\d+) \(\s*\d+%\)\].*?(\w+_loss): (\S+) \((\S+)\)")
 # open_clip's factory warns whenever it builds a model without pretrained weights; training from
 # scratch is the recipe, so on the console that warning is false (out.log keeps it).
-RANDOM_INIT = r"Model initialized randomly"
+RANDOM_INIT = console.RANDOM_INIT
 _OPEN_CLIP_FORMAT = "%(asctime)s | %(levelname)s | %(message)s"  # open_clip_train/logger.py
 
 
