@@ -14,16 +14,23 @@ WORLD ?= .cache/world-seed0
 RUNS ?= runs
 PYTEST_ARGS ?=
 
-.PHONY: setup eval compare report test lint bench world clean-runs browser
+.PHONY: setup dev eval compare report test lint bench world clean-runs browser
 
 # Idempotent: the stamp is rebuilt only when the pinned dependencies change.
+# `setup` installs what `make eval` needs (requirements.lock); `dev` adds the test and lint tools,
+# clip_benchmark and Ray (requirements-dev.lock), for `make test`, `make lint` and `make bench`.
 setup: $(VENV)/.installed
+dev: $(VENV)/.installed-dev
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip==25.2
 	$(BIN)/pip install -q -r requirements.lock
 	$(BIN)/pip install -q --no-deps -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.lock
+	$(BIN)/pip install -q -r requirements-dev.lock
 	touch $@
 
 world: setup
@@ -42,14 +49,14 @@ report: setup
 browser:
 	@command -v chromium >/dev/null || bash scripts/install-chromium.sh
 
-test: setup browser
+test: dev browser
 	$(BIN)/ruff check harness baselines tests examples
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-lint: setup
+lint: dev
 	$(BIN)/ruff check harness baselines tests examples
 
-bench: setup
+bench: dev
 	$(BIN)/python -m harness.bench --out BENCHMARKS.generated.md
 
 clean-runs:
