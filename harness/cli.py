@@ -26,11 +26,13 @@ def resolve_device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _gpus(gpus: int | None, device: str) -> int:
-    """--gpus left unset: train on one GPU when the run's device is CUDA, else on the CPU."""
-    if gpus is not None:
-        return gpus
-    return 1 if resolve_device(device).startswith("cuda") else 0
+def _resolve_devices(args: argparse.Namespace) -> None:
+    """`--device auto` becomes cuda or cpu, and an unset `--gpus` follows it (1 on CUDA, else CPU
+    training), once, before any command runs."""
+    if getattr(args, "device", None) == "auto":
+        args.device = resolve_device("auto")
+    if hasattr(args, "gpus") and args.gpus is None:
+        args.gpus = 1 if resolve_device(getattr(args, "device", "auto")).startswith("cuda") else 0
 
 
 def _print_json(obj: Any) -> None:
@@ -107,7 +109,7 @@ def _scoring_context(args: argparse.Namespace):
     if args.models:
         options["models"] = _parse_models(args.models)
     cache = Path(args.runs) / Path(world or pool_dir).resolve().name / "scores"
-    ctx = ScoringContext(pool=Pool(pool_dir), models_dir=models_dir, device=resolve_device(args.device), options=options,
+    ctx = ScoringContext(pool=Pool(pool_dir), models_dir=models_dir, device=args.device, options=options,
                          cache_dir=cache, engine=args.engine, ray_address=args.ray_address,
                          ray_workers=args.ray_workers)
     return ctx, cache
@@ -174,15 +176,15 @@ def cmd_reshard(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from harness.training import train
 
-    print(train(args.shards, args.out, scale=args.scale, seed=args.seed, gpus=_gpus(args.gpus, "auto")))
+    print(train(args.shards, args.out, scale=args.scale, seed=args.seed, gpus=args.gpus))
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from harness.evaluation import evaluate
 
-    summary = evaluate(args.model, args.suite, args.data, args.out, device=resolve_device(args.device),
-                       partial=args.partial, batch_size=args.batch_size, num_workers=args.workers)
+    summary = evaluate(args.model, args.suite, args.data, args.out, device=args.device, partial=args.partial,
+                       batch_size=args.batch_size, num_workers=args.workers)
     aggregates = summary.get("aggregates", {})
     if args.json:
         _print_json(aggregates)
@@ -201,8 +203,7 @@ def _run_config(args: argparse.Namespace, filter_expr: str, seed: int):
     return RunConfig(filter=filter_expr, scale=args.scale, seed=seed, world=world, pool=pool_dir,
                      runs=args.runs, suite=args.suite, eval_data=args.eval_data,
                      models=_parse_models(args.models), plugins=args.plugins,
-                     options=_parse_settings(args.settings), device=resolve_device(args.device),
-                     gpus=_gpus(args.gpus, args.device),
+                     options=_parse_settings(args.settings), device=args.device, gpus=args.gpus,
                      partial=args.partial, train_num_samples=args.test_train_samples, engine=args.engine, ray_address=args.ray_address,
                      ray_workers=args.ray_workers)
 
@@ -431,6 +432,7 @@ def main(argv: list[str] | None = None) -> int:
     console.setup(console.VERBOSE if verbose else console.QUIET if quiet else console.NORMAL)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
+        _resolve_devices(args)
         return int(args.fn(args) or 0)
     except (Exception, KeyboardInterrupt) as error:  # every exit status is decided in harness.errors
         code = exit_code(error)

@@ -115,33 +115,6 @@ def hide(*patterns: str) -> Iterator[None]:
                 gate.hidden.remove(p)
 
 
-# open_clip's factory logs this for every model built without pretrained weights (open_clip/factory.py,
-# create_model); where the harness loads the weights right after, or trains from scratch, it is false.
-RANDOM_INIT = r"Model initialized randomly"
-
-
-class _Drop(logging.Filter):
-    def __init__(self, pattern: re.Pattern[str]) -> None:
-        super().__init__()
-        self.pattern = pattern
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not self.pattern.search(record.getMessage())
-
-
-@contextlib.contextmanager
-def weights_loaded_after() -> Iterator[None]:
-    """Around `open_clip.create_model(..., pretrained=None)` whose weights are loaded next: drop the
-    factory's false "initialized randomly" warning (for every handler: it is false in files too)."""
-    gate = _Drop(re.compile(RANDOM_INIT))
-    root = logging.getLogger()
-    root.addFilter(gate)
-    try:
-        yield
-    finally:
-        root.removeFilter(gate)
-
-
 def fmt_metric(value: Any, digits: int = DIGITS) -> str:
     """A number as a person reads it: 4 decimal places (0.9224999999999999 -> 0.9225); others as given."""
     if isinstance(value, bool) or value is None:

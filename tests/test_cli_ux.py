@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from harness import errors
-from harness.cli import _HelpFormatter, build_parser, main, resolve_device
+from harness.cli import _HelpFormatter, _resolve_devices, build_parser, main, resolve_device
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -46,13 +46,28 @@ def test_help_shows_every_meaningful_default() -> None:
             assert f"(default: {d})" in text, f"harness {name} {a.option_strings}: default {d!r} not shown"
 
 
-def test_run_defaults_device_auto_and_gpus_follow_the_device() -> None:
-    args = build_parser().parse_args(["run"])
-    assert args.device == "auto" and args.gpus is None
-    expected = "cuda" if __import__("torch").cuda.is_available() else "cpu"
-    assert resolve_device("auto") == expected
+def test_device_defaults_to_auto_and_gpus_follow_the_device() -> None:
+    import torch
+
+    cuda = torch.cuda.is_available()
+    assert resolve_device("auto") == ("cuda" if cuda else "cpu")
     assert resolve_device("cpu") == "cpu" and resolve_device("cuda:1") == "cuda:1"
-    assert build_parser().parse_args(["evaluate", "--model", "m", "--data", "d", "--out", "o"]).device == "auto"
+    parser = build_parser()
+    for argv in (["run"], ["score", "--filter", "dfn"], ["evaluate", "--model", "m", "--data", "d", "--out", "o"]):
+        args = parser.parse_args(argv)
+        assert args.device == "auto"
+        _resolve_devices(args)
+        assert args.device == ("cuda" if cuda else "cpu")
+    run = parser.parse_args(["run"])
+    assert run.gpus is None
+    _resolve_devices(run)
+    assert run.gpus == (1 if cuda else 0)
+    explicit = parser.parse_args(["run", "--device", "cpu"])
+    _resolve_devices(explicit)
+    assert explicit.gpus == 0  # a CPU run never trains on a GPU
+    train = parser.parse_args(["train", "--shards", "s", "--out", "o", "--gpus", "0"])
+    _resolve_devices(train)
+    assert train.gpus == 0
 
 
 def test_version(capsys: pytest.CaptureFixture) -> None:

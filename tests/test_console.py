@@ -112,7 +112,7 @@ def _record(msg: str, level: int = logging.INFO) -> logging.LogRecord:
 
 
 def test_train_progress_follows_samples_seen_across_epochs() -> None:
-    prog = TrainProgress(total_samples=4 * 6400)
+    prog = TrainProgress(total_samples=4 * 6400, epochs=4)
     prog.emit(_record("Model:"))  # anything but a progress line leaves the bar alone
     assert prog.bar.n == 0
     prog.emit(_record(TRAIN_LINE.format(e=0, n=1280, p=20, loss=4.85, avg=4.9)))
@@ -121,6 +121,16 @@ def test_train_progress_follows_samples_seen_across_epochs() -> None:
     assert prog.bar.n == 2 * 6400 + 6400
     assert prog.summary.loss == pytest.approx(3.5)
     assert prog.summary.loss_name == "Contrastive_loss"
+    prog.close()
+
+
+def test_train_progress_total_follows_open_clip_rounding_an_epoch_up_to_whole_batches() -> None:
+    """256 samples over 4 checkpoints at batch 128: open_clip runs one 128-sample batch per epoch."""
+    prog = TrainProgress(total_samples=256, epochs=4)
+    prog.emit(_record(TRAIN_LINE.format(e=0, n=128, p=100, loss=5.0, avg=5.0).replace("/6400", "/128")))
+    assert prog.bar.total == 512 and prog.bar.n == 128
+    prog.emit(_record(TRAIN_LINE.format(e=3, n=128, p=100, loss=4.0, avg=4.0).replace("/6400", "/128")))
+    assert prog.bar.n == prog.bar.total == prog.summary.samples == 512
     prog.close()
 
 
@@ -141,7 +151,7 @@ def test_train_logging_keeps_the_full_log_in_the_file_and_only_a_bar_on_the_cons
 
     module = types.SimpleNamespace(setup_logging=original)
     root_before = list(logging.getLogger().handlers)
-    with train_logging(module, total_samples=6400) as summary:
+    with train_logging(6400, 1, module) as summary:
         fake_main()
     assert module.setup_logging is original  # restored
     for h in list(logging.getLogger().handlers):  # what driver._ProcessState.restore does
@@ -155,17 +165,3 @@ def test_train_logging_keeps_the_full_log_in_the_file_and_only_a_bar_on_the_cons
     assert "INFO:root" not in shown
     assert summary.samples == 6400 and summary.loss == pytest.approx(4.6)
 
-
-def test_weights_loaded_after_drops_the_false_random_init_warning_everywhere(stream, caplog) -> None:
-    """harness.hype builds MERU's towers with pretrained=None and loads its checkpoint next."""
-    import open_clip
-
-    from harness.hype.model import _open_clip_model
-
-    console.setup(console.NORMAL, stream=stream)
-    with caplog.at_level(logging.WARNING):
-        _open_clip_model("hype-tiny")
-        open_clip.create_model("hype-tiny", pretrained=None)  # outside the helper the warning is kept
-    randomly = [r for r in caplog.records if "initialized randomly" in r.getMessage()]
-    assert len(randomly) == 1
-    assert stream.getvalue().count("initialized randomly") == 1

@@ -36,7 +36,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from harness.console import weights_loaded_after
 from harness.hype import geometry as G
 
 LOGIT_SCALE_MAX = math.log(100.0)  # MERU/open_clip cap the contrastive temperature at 100
@@ -70,8 +69,7 @@ def _open_clip_model(model_name: str) -> nn.Module:
     register_configs()
     if open_clip.get_model_config(model_name) is None:
         raise ValueError(f"unknown open_clip model config {model_name!r} (not in open_clip nor harness/model_configs)")
-    with weights_loaded_after():  # callers load a checkpoint or train: "initialized randomly" is false here
-        return open_clip.create_model(model_name, pretrained=None, device="cpu")
+    return open_clip.create_model(model_name, pretrained=None, device="cpu")
 
 
 class MeruCLIP(nn.Module):

@@ -23,7 +23,7 @@ from harness import console
 _TRAIN_LINE = re.compile(r"Train Epoch: (\d+) \[\s*(\d+)/(\d+) \(\s*\d+%\)\].*?(\w+_loss): (\S+) \((\S+)\)")
 # open_clip's factory warns whenever it builds a model without pretrained weights; training from
 # scratch is the recipe, so on the console that warning is false (out.log keeps it).
-RANDOM_INIT = console.RANDOM_INIT
+RANDOM_INIT = r"Model initialized randomly"
 _OPEN_CLIP_FORMAT = "%(asctime)s | %(levelname)s | %(message)s"  # open_clip_train/logger.py
 
 
@@ -38,8 +38,9 @@ class TrainSummary:
 class TrainProgress(logging.Handler):
     """A tqdm bar driven by open_clip_train's progress lines (absolute, so a resumed run starts part way)."""
 
-    def __init__(self, total_samples: int, desc: str = "train") -> None:
+    def __init__(self, total_samples: int, epochs: int = 1, desc: str = "train") -> None:
         super().__init__(logging.INFO)
+        self.epochs = max(epochs, 1)
         self.summary = TrainSummary(total=total_samples)
         self.bar = console.progress(total=total_samples, desc=desc, unit="sample")
 
@@ -48,6 +49,9 @@ class TrainProgress(logging.Handler):
         if match is None:
             return
         epoch, seen, per_epoch = int(match.group(1)), int(match.group(2)), int(match.group(3))
+        if per_epoch * self.epochs != self.summary.total:  # open_clip rounds an epoch up to whole batches
+            self.summary.total = per_epoch * self.epochs
+            self.bar.total = self.summary.total
         position = min(epoch * per_epoch + seen, self.summary.total)
         if position > self.bar.n:
             self.bar.update(position - self.bar.n)
@@ -63,8 +67,14 @@ class TrainProgress(logging.Handler):
 
 
 @contextlib.contextmanager
-def train_logging(oc_main: Any, total_samples: int) -> Iterator[TrainSummary]:
-    """Inside the block, open_clip_train.main.main logs to its file in full and to the console as a bar."""
+def train_logging(total_samples: int, epochs: int = 1, oc_main: Any = None) -> Iterator[TrainSummary]:
+    """Inside the block, open_clip_train.main.main logs to its file in full and to the console as a bar.
+
+    `oc_main` is the module whose `setup_logging` is swapped (open_clip_train.main unless a test
+    passes a stand-in).
+    """
+    if oc_main is None:
+        from open_clip_train import main as oc_main
     progress: TrainProgress | None = None
 
     def setup_logging(log_file: str | None, level: int, include_host: bool = False) -> None:
@@ -75,7 +85,7 @@ def train_logging(oc_main: Any, total_samples: int) -> Iterator[TrainSummary]:
             file_handler = logging.FileHandler(filename=log_file)
             file_handler.setFormatter(logging.Formatter(_OPEN_CLIP_FORMAT, datefmt="%Y-%m-%d,%H:%M:%S"))
             root.addHandler(file_handler)
-        progress = TrainProgress(total_samples)
+        progress = TrainProgress(total_samples, epochs)
         root.addHandler(progress)
 
     original = oc_main.setup_logging

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from harness.stages import atomic_write_text
-from harness.training.console import TrainSummary, train_logging
+from harness.training.console import train_logging
 from harness.training.recipe import (
     Recipe,
     RecipeError,
@@ -163,6 +163,11 @@ class TrainPlan:
     @property
     def latest_checkpoint(self) -> Path:
         return self.checkpoint_dir / "epoch_latest.pt"
+
+    @property
+    def recipe_total_samples(self) -> int:
+        """Samples this run sees in all (the test-only length when set)."""
+        return self.recipe.samples_seen if self.num_samples is None else self.num_samples
 
     @property
     def log_file(self) -> Path:
@@ -410,19 +415,15 @@ class _ProcessState:
         sys.argv[:] = self.argv
 
 
-def run_open_clip(args: list[str], seed: int, log_file: Path | None = None) -> TrainSummary:
-    """Call open_clip_train.main.main(args) in this process, as DataComp does, and clean up after it.
-
-    Its log goes in full to its out.log and to the console as one progress bar (harness.training.console).
-    """
+def run_open_clip(args: list[str], seed: int, log_file: Path | None = None) -> None:
+    """Call open_clip_train.main.main(args) in this process, as DataComp does, and clean up after it."""
     from open_clip_train import main as oc_main
 
     from harness.training.seeding import deterministic_data
 
-    total = _flag_int(args, "train-num-samples") * _flag_int(args, "epochs")  # per epoch x epochs
     state = _ProcessState()
     try:
-        with deterministic_data(seed), warnings.catch_warnings(), train_logging(oc_main, total) as summary:
+        with deterministic_data(seed), warnings.catch_warnings():
             result = oc_main.main(copy.copy(args))
     except SystemExit as exc:  # argparse errors and open_clip's exit(1)
         raise TrainingError(f"open_clip_train exited with status {exc.code}{_log_hint(log_file)}") from None
@@ -430,14 +431,6 @@ def run_open_clip(args: list[str], seed: int, log_file: Path | None = None) -> T
         state.restore()
     if result == -1:
         raise TrainingError(f"open_clip_train refused to run{_log_hint(log_file)}")
-    return summary
-
-
-def _flag_int(args: list[str], flag: str) -> int:
-    try:
-        return int(args[args.index(f"--{flag}") + 1])
-    except (ValueError, IndexError):
-        return 0
 
 
 def _log_hint(log_file: Path | None) -> str:
@@ -469,7 +462,9 @@ def execute(plan: TrainPlan, rank: int = 0) -> Path:
     previous = check_resumable(plan) if rank == 0 else None
     if rank == 0:
         write_record(plan, previous, "running")
-    summary = run_open_clip(plan.args, plan.seed, plan.log_file)
+    # open_clip_train's log: in full to its out.log, on the console as one bar (harness.training.console)
+    with train_logging(plan.recipe_total_samples, plan.recipe.num_checkpoints) as summary:
+        run_open_clip(plan.args, plan.seed, plan.log_file)
     if rank == 0:
         if not plan.final_checkpoint.exists():
             raise TrainingError(f"training ended without {plan.final_checkpoint}{_log_hint(plan.log_file)}")
