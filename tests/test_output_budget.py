@@ -25,10 +25,11 @@ WORLD_LINE = re.compile(r"^\[ *\d+\.\ds\] \[world\] ")
 FILTER = "dfn"  # scored by a model over the pool's images, so the first run shows a scoring bar
 
 
-def _harness(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def _harness(*argv: str, cwd: Path, stderr: bool = True) -> subprocess.CompletedProcess[str]:
+    """Runs the command; its stdout, with stderr merged in (what a terminal shows) unless `stderr=False`."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-m", "harness.cli", *argv], cwd=cwd, env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=1800)
+    proc = subprocess.run([sys.executable, "-m", "harness.cli", *argv], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT if stderr else subprocess.DEVNULL, timeout=1800)
     # decoded by hand: text mode's universal newlines would turn a bar's "\r" updates into lines
     return subprocess.CompletedProcess(proc.args, proc.returncode, proc.stdout.decode("utf-8", "replace"))
 
@@ -104,3 +105,19 @@ def test_quiet_prints_the_table_only_and_a_cached_rerun_is_shorter(first_run, ti
     cached = _harness(*common, cwd=runs)
     assert cached.returncode == 0 and "up to date, skipped" in cached.stdout
     assert len(_screen_lines(cached.stdout)) < len(normal)
+
+
+def test_json_output_has_full_precision_for_run_and_report(first_run, tiny_world: Path) -> None:
+    import json
+
+    runs, lines = first_run
+    out = Path(lines[-1].split(": ", 1)[1])
+    saved = json.loads((out / "summary.json").read_text())
+    cached = _harness("run", "--filter", FILTER, "--world", str(tiny_world), "--runs", str(runs),
+                      "--test-train-samples", "256", "--json", cwd=runs, stderr=False)
+    assert cached.returncode == 0
+    assert json.loads(cached.stdout)["aggregates"] == saved["aggregates"]  # not rounded
+    report = _harness("report", str(runs), "--out", str(runs / "report"), "--json", cwd=runs, stderr=False)
+    assert report.returncode == 0, report.stdout[-2000:]
+    [row] = json.loads(report.stdout)
+    assert row["aggregates"] == saved["aggregates"] and Path(row["run_dir"]) == out
