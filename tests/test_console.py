@@ -165,3 +165,24 @@ def test_train_logging_keeps_the_full_log_in_the_file_and_only_a_bar_on_the_cons
     assert "INFO:root" not in shown
     assert summary.samples == 6400 and summary.loss == pytest.approx(4.6)
 
+
+
+def test_train_logging_on_a_rank_without_a_log_file_shows_no_bar(stream) -> None:
+    """torchrun ranks other than 0 get log_file=None from open_clip_train: no bar, warnings still shown."""
+    module = types.SimpleNamespace(setup_logging=None)
+    root = logging.getLogger()
+    saved = list(root.handlers)
+    for h in saved:  # a bare worker process: nothing on the root logger yet
+        root.removeHandler(h)
+    try:
+        with train_logging(6400, 1, module) as summary:
+            module.setup_logging(None, logging.INFO)
+            added = list(root.handlers)
+            assert not any(isinstance(h, TrainProgress) for h in added)
+            assert [h.level for h in added] == [logging.WARNING]
+        assert summary.samples == 0
+    finally:
+        for h in list(root.handlers):
+            root.removeHandler(h)
+        for h in saved:
+            root.addHandler(h)

@@ -81,10 +81,17 @@ def train_logging(total_samples: int, epochs: int = 1, oc_main: Any = None) -> I
         nonlocal progress
         root = logging.getLogger()
         root.setLevel(level)
-        if log_file:
-            file_handler = logging.FileHandler(filename=log_file)
-            file_handler.setFormatter(logging.Formatter(_OPEN_CLIP_FORMAT, datefmt="%Y-%m-%d,%H:%M:%S"))
-            root.addHandler(file_handler)
+        formatter = logging.Formatter(_OPEN_CLIP_FORMAT, datefmt="%Y-%m-%d,%H:%M:%S")
+        if not log_file:  # a torchrun rank other than 0: it logs no progress; keep its warnings visible
+            if not root.handlers:
+                warn = logging.StreamHandler()
+                warn.setLevel(logging.WARNING)
+                warn.setFormatter(formatter)
+                root.addHandler(warn)
+            return
+        file_handler = logging.FileHandler(filename=log_file)
+        file_handler.setFormatter(formatter)
+        root.addHandler(file_handler)
         progress = TrainProgress(total_samples, epochs)
         root.addHandler(progress)
 
