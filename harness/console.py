@@ -128,14 +128,3 @@ def fmt_metric(value: Any, digits: int = DIGITS) -> str:
     if number != number:  # NaN
         return "nan"
     return f"{number:.{digits}f}"
-
-
-def round_metrics(obj: Any, digits: int = DIGITS) -> Any:
-    """A copy of a JSON-like structure with every float rounded (for printing, never for files)."""
-    if isinstance(obj, float):
-        return round(obj, digits)
-    if isinstance(obj, dict):
-        return {k: round_metrics(v, digits) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [round_metrics(v, digits) for v in obj]
-    return obj
