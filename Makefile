@@ -15,10 +15,13 @@ RUNS ?= runs
 PYTEST_ARGS ?=
 GPU_CHECK_ARGS ?=
 
-.PHONY: setup eval compare report test lint bench world clean-runs browser gpu-check
+.PHONY: setup dev eval compare report test lint bench world clean-runs browser gpu-check
 
 # Idempotent: the stamp is rebuilt only when the pinned dependencies change.
+# `setup` installs what `make eval` needs (requirements.lock); `dev` adds the test and lint tools,
+# clip_benchmark and Ray (requirements-dev.lock), for `make test`, `make lint` and `make bench`.
 setup: $(VENV)/.installed
+dev: $(VENV)/.installed-dev
 
 # gcld3 (laion2b) builds against the protobuf compiler and headers, text_based reads WordNet 3.0:
 # scripts/install-filter-deps.sh installs them (Debian packages) first, or says what is missing.
@@ -29,6 +32,10 @@ $(VENV)/.installed: requirements.lock pyproject.toml scripts/install-filter-deps
 	$(BIN)/pip install -q -r requirements.lock
 	$(BIN)/pip install -q --no-deps -e .
 	$(BIN)/python -c "from harness import langid, wordnet; langid.detector(); langid.detector(kind='gcld3'); wordnet.reader(); wordnet.imagenet21k_offsets()"
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.lock
+	$(BIN)/pip install -q -r requirements-dev.lock
 	touch $@
 
 world: setup
@@ -47,14 +54,14 @@ report: setup
 browser:
 	@command -v chromium >/dev/null || bash scripts/install-chromium.sh
 
-test: setup browser
+test: dev browser
 	$(BIN)/ruff check harness baselines tests examples
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-lint: setup
+lint: dev
 	$(BIN)/ruff check harness baselines tests examples
 
-bench: setup
+bench: dev
 	$(BIN)/python -m harness.bench --out BENCHMARKS.generated.md
 
 # First training steps of the small recipe (ViT-B-32, batch 4096 on one GPU), the DFN, HYPE and T-MARS

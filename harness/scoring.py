@@ -290,7 +290,7 @@ def _score_shard(
 def _run_samples(
     filt: Scorer, pool: Pool, ctx: ScoringContext, work: Path, progress: bool, ray: Any = None
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    from tqdm.auto import tqdm
+    from harness import console
 
     names = _term_names(filt)
     shards = pool.shards
@@ -308,7 +308,7 @@ def _run_samples(
         _call(filt, "setup", "", ctx)
         totals = [_shard_total(s) for s in todo]
         total = sum(totals) if all(t is not None for t in totals) else None
-        bar = tqdm(total=total, desc=f"score {filt.name}", unit="sample", disable=not progress)
+        bar = console.progress(total=total, desc=f"score {filt.name}", unit="sample", enabled=progress)
         try:
             for shard in todo:
                 part = _score_shard(filt, shard, ctx, names, stats, bar)

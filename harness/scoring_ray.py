@@ -333,7 +333,7 @@ def score_shards_ray(
     Returns the counts of what the reader met (corrupt samples and shards, undecodable images, bad
     captions), as the local engine's SampleStats.
     """
-    from tqdm.auto import tqdm
+    from harness import console
 
     ray = init_ray(options)
     if not shards:
@@ -362,7 +362,7 @@ def score_shards_ray(
     )
     work.mkdir(parents=True, exist_ok=True)
     collector = _ShardCollector(shards, work, terms)
-    bar = tqdm(desc=f"score {filt.name} (ray x{workers})", unit="sample", disable=not progress)
+    bar = console.progress(desc=f"score {filt.name} (ray x{workers})", unit="sample", enabled=progress)
     try:
         for frame in scored.iter_batches(batch_size=None, batch_format="pandas"):
             bar.update(collector.add(frame))

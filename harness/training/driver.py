@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from harness.stages import atomic_write_text
+from harness.training.console import train_logging
 from harness.training.recipe import (
     Recipe,
     RecipeError,
@@ -163,6 +164,11 @@ class TrainPlan:
     @property
     def latest_checkpoint(self) -> Path:
         return self.checkpoint_dir / "epoch_latest.pt"
+
+    @property
+    def recipe_total_samples(self) -> int:
+        """Samples this run sees in all (the test-only length when set)."""
+        return self.recipe.samples_seen if self.num_samples is None else self.num_samples
 
     @property
     def log_file(self) -> Path:
@@ -499,11 +505,15 @@ def execute(plan: TrainPlan, rank: int = 0) -> Path:
     previous = check_resumable(plan) if rank == 0 else None
     if rank == 0:
         write_record(plan, previous, "running")
-    run_open_clip(plan.args, plan.seed, plan.log_file)
+    # open_clip_train's log: in full to its out.log, on the console as one bar (harness.training.console)
+    with train_logging(plan.recipe_total_samples, plan.recipe.num_checkpoints) as summary:
+        run_open_clip(plan.args, plan.seed, plan.log_file)
     if rank == 0:
         if not plan.final_checkpoint.exists():
             raise TrainingError(f"training ended without {plan.final_checkpoint}{_log_hint(plan.log_file)}")
         write_record(plan, read_record(plan.out_dir), "complete")
+        loss = "" if summary.loss is None else f", last {summary.loss_name.lower()} {summary.loss:.4f}"
+        log.info("trained on %d samples%s; full log %s", summary.samples, loss, plan.log_file)
     return plan.final_checkpoint
 
 
