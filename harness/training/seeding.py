@@ -12,6 +12,10 @@ crops than the uninterrupted run. Inside `deterministic_data(seed)`:
 
 The sample distribution, buffer sizes and everything else stay open_clip's. Both replacements are
 module-level classes, so the pipeline still pickles for spawned workers.
+
+The same context also pins the CPU numerics (harness/numerics.py: ATen AVX2 kernels, MKL's
+COMPATIBLE branch, no oneDNN, `numerics.TRAIN_THREADS` threads), so a CPU run gives the same
+weights on every x86-64 machine with AVX2; it raises NumericsError when they cannot be pinned.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ import webdataset
 from open_clip_train import data as oc_data
 from torch.utils.data import get_worker_info
 from webdataset.filters import FilterFunction, _shuffle
+
+from harness import numerics
 
 # Seed of the epoch now being read in this process; set by SeededResampledShards, read by the shuffle.
 _epoch_seed: int | None = None
@@ -105,6 +111,7 @@ def deterministic_data(seed: int):
     oc_data.ResampledShards2 = make_shards
     webdataset.shuffle = _seeded_shuffle  # open_clip_train.data calls wds.shuffle(...) by attribute
     try:
-        yield
+        with numerics.pinned(numerics.TRAIN_THREADS):
+            yield
     finally:
         oc_data.ResampledShards2, webdataset.shuffle = saved_shards, saved_shuffle

@@ -1,7 +1,8 @@
 """The generated tiny DataComp world (see README.md in this folder).
 
 Public API:
-  build_world(out, seed=0, profile="default", models=None, knobs=None) -> dict   (world.json content)
+  build_world(out, seed=0, profile="default", models=None, knobs=None, workers=None) -> dict   (world.json)
+  world_fingerprint(world_dir) -> str                            (content hash of a built world, 16 hex)
   cli_main(argv) -> int                                                          (`harness world ...`)
   training_pairs(seed, n, kind="clean"|"web", size=None) -> Pairs                (model training data)
   heldout_pairs(seed, n, noise="clean", detail=None, size=None) -> Pairs         (fresh, labelled samples)
@@ -14,6 +15,7 @@ from .build import DEFAULT_MODELS, WorldMismatchError, build_world, cli_main, mo
 from .captions import LEVELS, caption_at, caption_levels, translated_caption
 from .data import STREAM_OTHERS, Pairs, heldout_pairs, training_pairs
 from .eval_suite import TASKS, suite_yaml
+from .fingerprint import world_fingerprint
 from .profiles import PROFILES, profile_knobs
 from .reference_models import MODEL_BUILDERS, MissingBuilderError, builder_available, train_clip, world_knobs
 from .samples import DEFAULT_MIX, NOISE_TYPES, WEB_MIX, fit_square
@@ -24,5 +26,5 @@ __all__ = [
     "TASKS", "WEB_MIX", "MissingBuilderError", "Pairs", "Scene", "WorldMismatchError", "build_world",
     "builder_available", "caption_at", "caption_levels", "cli_main", "fit_square", "heldout_pairs", "model_done",
     "profile_knobs", "render_scene", "sample_scene", "suite_yaml", "train_clip", "training_pairs",
-    "translated_caption", "world_knobs",
+    "translated_caption", "world_fingerprint", "world_knobs",
 ]

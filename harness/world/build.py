@@ -6,7 +6,13 @@ Steps and their completion records (a step is skipped when its record matches):
   eval suite                       .build/eval.json
   imagenet_like                    .build/imagenet_like.json (keyed by ref_l14's weights)
   other models (dfn, meru, ...)    models/<name>/complete.json
-  world.json                       written last; lists every completed model
+  world.json                       written last; lists every completed model and the content fingerprint
+
+Every step that computes (model training, rendering, features) runs in a worker process
+(`python -m harness.world.worker`) started with pinned numerics (harness/numerics.py) and one
+thread, so the bytes do not depend on the machine, on the calling process's torch settings or on
+how many workers ran side by side. Models train in parallel (`workers`, default: one per core, at
+most one per model); the data steps start as soon as ref_b32 and ref_l14 exist.
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,21 +30,41 @@ from typing import Any
 
 import numpy as np
 
-from .io import atomic_write_text, log
+from .. import numerics
+from .fingerprint import world_fingerprint
+from .io import atomic_write_text, log, log_t0
 from .profiles import profile_knobs
 from .reference_models import MODEL_BUILDERS, REQUIRED_MODELS, MissingBuilderError, resolve_builder
 
-WORLD_VERSION = 2  # 2: text_in_image letters in the caption colour, larger
+# 2: text_in_image letters in the caption colour, larger
+# 3: pinned numerics (harness/numerics.py: ATen AVX2, MKL COMPATIBLE, no oneDNN), one thread for
+#    every computing step (features included), no timings in model.json
+WORLD_VERSION = 3
 DEFAULT_MODELS: tuple[str, ...] = tuple(MODEL_BUILDERS)  # ref_b32, ref_l14, dfn, meru
+# rough relative cost of each model's training, to start the longest first
+_COST = {"ref_l14": 4, "ref_b32": 3, "dfn": 2, "meru": 1}
 
 
 class WorldMismatchError(RuntimeError):
     """The output directory already holds a world built with other settings."""
 
 
-def world_fingerprint(seed: int, profile: str, knobs: dict) -> str:
+def settings_fingerprint(seed: int, profile: str, knobs: dict) -> str:
+    """Identity of what was asked for (generator version, seed, profile, knobs); see world_fingerprint
+    for the identity of what was generated."""
     blob = json.dumps({"version": WORLD_VERSION, "seed": seed, "profile": profile, "knobs": knobs}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def default_workers(n_jobs: int) -> int:
+    """HARNESS_WORLD_WORKERS, else one per core (at most one per model). The count changes no byte."""
+    env = os.environ.get("HARNESS_WORLD_WORKERS", "")
+    if env:
+        if not env.isdigit():
+            raise ValueError(f"HARNESS_WORLD_WORKERS={env!r}: expected a whole number (0 = no worker processes)")
+        return int(env)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, n_jobs))
 
 
 def _read_json(path: Path) -> dict | None:
@@ -76,11 +104,11 @@ def _ordered_models(models: tuple[str, ...] | None) -> list[str]:
 
 
 def build_world(out: Path, seed: int = 0, profile: str = "default", models: tuple[str, ...] | None = None,
-                knobs: dict | None = None) -> dict:
+                knobs: dict | None = None, workers: int | None = None) -> dict:
     """Build the tiny world in `out` (or reuse it) and return world.json's content.
 
-    seed:    fixes every sample, eval item and model weight (same seed + same thread count ->
-             identical parquet, npz, oracle, shards and weights).
+    seed:    fixes every sample, eval item and model weight: the same seed gives identical parquet,
+             npz, oracle, shards and weights on every x86-64 machine with AVX2 (harness/numerics.py).
     profile: "default" (12,800-sample pool, ~minutes) or "test" (2,000 samples, fast; for tests).
     models:  world models to build; default all registered (ref_b32, ref_l14, dfn, meru). ref_b32
              and ref_l14 are always built (the pool's scores come from them). A model whose builder
@@ -89,11 +117,14 @@ def build_world(out: Path, seed: int = 0, profile: str = "default", models: tupl
     knobs:   overrides of profile knobs (harness/world/profiles.py; documented in README.md):
              pool_size, shard_size, metadata_files, noise_mix, detail_mix, eval_size,
              imagenet_like_per_class, train.
+    workers: worker processes (one thread each) for the models and data steps; default
+             HARNESS_WORLD_WORKERS or one per core. 0 runs every step in this process (pinned as
+             well; for debugging). The number changes no byte of the world.
     """
     out = Path(out)
     names = _ordered_models(models)
     full_knobs = profile_knobs(profile, knobs)
-    fp = world_fingerprint(seed, profile, full_knobs)
+    fp = settings_fingerprint(seed, profile, full_knobs)
     existing = _read_json(out / "world.json")
     if existing is not None and existing.get("fingerprint") != fp:
         raise WorldMismatchError(
@@ -105,7 +136,8 @@ def build_world(out: Path, seed: int = 0, profile: str = "default", models: tupl
             and all(_step_done(out, step, key) for step, key in _data_keys(out, fp).items())):
         log(f"[world] {out}: up to date (seed {seed}, profile {profile})")
         return existing
-    builders = {m: resolve_builder(m) for m in names}  # fails fast, before any heavy work
+    for m in names:
+        resolve_builder(m)  # fails fast, before any heavy work
 
     from filelock import FileLock
 
@@ -119,24 +151,122 @@ def build_world(out: Path, seed: int = 0, profile: str = "default", models: tupl
                           json.dumps({"fingerprint": fp, "seed": seed, "profile": profile}) + "\n")
         atomic_write_text(out / ".build" / "knobs.json", json.dumps(full_knobs, indent=1, sort_keys=True) + "\n")
         t_start = time.time()
-        for name in REQUIRED_MODELS:
-            _build_model(out, name, builders[name], seed, profile, fp)
-        _build_data(out, seed, full_knobs, fp)
+        todo = sorted((m for m in names if not model_done(out, m, fp)), key=lambda m: -_COST.get(m, 0))
+        data_todo = (any(m in REQUIRED_MODELS for m in todo)  # new ref weights -> new features
+                     or not all(_step_done(out, step, key) for step, key in _data_keys(out, fp).items()))
+        n_workers = default_workers(len(todo) + data_todo) if workers is None else int(workers)
         for name in names:
-            if name not in REQUIRED_MODELS:
-                _build_model(out, name, builders[name], seed, profile, fp)
-        from .reference_models import clear_caches
+            if name not in todo:
+                log(f"[world] model {name}: up to date")
+        _run_steps(out, seed, profile, full_knobs, fp, todo, data_todo, n_workers)
+        from .reference_models import ARRAYS_DIR, clear_caches
 
         clear_caches()
+        shutil.rmtree(out / ARRAYS_DIR, ignore_errors=True)  # rendered training images: only for the build
         world = _world_json(out, seed, profile, full_knobs, fp, existing)
         atomic_write_text(out / "world.json", json.dumps(world, indent=1, sort_keys=True) + "\n")
-        log(f"[world] {out}: done in {time.time() - t_start:.0f}s")
+        log(f"[world] {out}: done in {time.time() - t_start:.0f}s; content fingerprint {world['content_fingerprint']}")
     return world
+
+
+def _job_command(out: Path, job: str, seed: int, profile: str) -> list[str]:
+    cmd = [sys.executable, "-m", "harness.world.worker", "--out", str(out), "--job", job, "--seed", str(seed),
+           "--profile", profile]
+    return cmd if job == "data" else [*cmd, "--builder", MODEL_BUILDERS[job]]
+
+
+def _runs_in_worker(name: str) -> bool:
+    """False for a builder a fresh process cannot import (a module made at run time, e.g. in a test)."""
+    module = sys.modules.get(MODEL_BUILDERS[name].partition(":")[0])
+    return module is None or getattr(module, "__file__", None) is not None
+
+
+def run_job(out: Path, job: str, seed: int, profile: str) -> None:
+    """One step of the build (a model name or "data"), in this process. The worker's entry point."""
+    knobs = json.loads((out / ".build" / "knobs.json").read_text())
+    fp = settings_fingerprint(seed, profile, knobs)
+    if job == "data":
+        _build_data(out, seed, knobs, fp)
+    else:
+        _build_model(out, job, resolve_builder(job), seed, profile, fp)
+
+
+def _run_steps(out: Path, seed: int, profile: str, knobs: dict, fp: str, todo: list[str], data_todo: bool,
+               n_workers: int) -> None:
+    """Build the models in `todo` and (if `data_todo`) the data steps, which wait for ref_b32/ref_l14.
+
+    Each step runs in its own worker process (`python -m harness.world.worker`) started with
+    pinned numerics and one thread; up to n_workers run at once. n_workers=0: all in this process.
+    """
+    local = [m for m in todo if not _runs_in_worker(m)]
+    if n_workers <= 0 or any(m in REQUIRED_MODELS for m in local):  # all in this process, pinned the same way
+        with numerics.pinned(numerics.WORLD_THREADS):
+            for name in todo:
+                run_job(out, name, seed, profile)
+            if data_todo:
+                run_job(out, "data", seed, profile)
+        return
+    remote = [m for m in todo if m not in local]
+    if remote or data_todo:
+        _run_in_workers(out, seed, profile, remote, data_todo, n_workers)
+    if local:
+        with numerics.pinned(numerics.WORLD_THREADS):
+            for name in local:
+                run_job(out, name, seed, profile)
+
+
+def _run_in_workers(out: Path, seed: int, profile: str, todo: list[str], data_todo: bool, n_workers: int) -> None:
+    log(f"[world] {len(todo)} model(s) {', '.join(todo) or '-'}{' + pool/eval data' if data_todo else ''}: "
+        f"{n_workers} worker process(es), one thread each, pinned numerics")
+    env = numerics.child_environ(numerics.WORLD_THREADS)
+    env["HARNESS_LOG_T0"] = repr(log_t0())  # workers' log lines on this process's clock
+    # what this process can import (its builders' modules), the worker can too
+    env["PYTHONPATH"] = os.pathsep.join(p or os.getcwd() for p in sys.path)
+    required_left = {m for m in todo if m in REQUIRED_MODELS}
+    queue = list(todo)
+    running: dict[str, subprocess.Popen] = {}
+    t0 = time.time()
+
+    def next_job() -> str | None:
+        nonlocal data_todo
+        if data_todo and not required_left:  # the pool's data goes before further models
+            data_todo = False
+            return "data"
+        if not queue:
+            return None
+        name = next((m for m in queue if m in REQUIRED_MODELS), queue[0])  # required models first
+        queue.remove(name)
+        return name
+
+    try:
+        while True:
+            while len(running) < n_workers and (job := next_job()) is not None:
+                running[job] = subprocess.Popen(_job_command(out, job, seed, profile), env=env)
+            if not running:
+                break
+            time.sleep(0.2)
+            for job, proc in list(running.items()):
+                if proc.poll() is None:
+                    continue
+                del running[job]
+                if proc.returncode != 0:
+                    raise RuntimeError(f"world step {job!r} failed in its worker process (exit status "
+                                       f"{proc.returncode}; its traceback is above); rerun to resume: finished "
+                                       "steps are kept")
+                required_left.discard(job)
+                left = len(queue) + len(running) + data_todo
+                log(f"[world] {job}: finished ({time.time() - t0:.0f}s since start; {left} step(s) left)")
+        if data_todo:
+            raise RuntimeError(f"{out}: the data steps need {sorted(required_left)}, which were not built")
+    finally:
+        for proc in running.values():  # an error elsewhere or Ctrl-C: stop the other workers
+            proc.terminate()
+        for proc in running.values():
+            proc.wait()
 
 
 def _build_model(out: Path, name: str, fn, seed: int, profile: str, fp: str) -> None:
     if model_done(out, name, fp):
-        log(f"[world] model {name}: up to date")
         return
     model_dir = out / "models" / name
     if model_dir.exists():
@@ -218,11 +348,21 @@ def _world_json(out: Path, seed: int, profile: str, knobs: dict, fp: str, existi
                  "tasks": (_read_json(out / ".build" / "eval.json") or {}).get("result", {})},
         "imagenet_like": (_read_json(out / ".build" / "imagenet_like.json") or {}).get("result", {}),
         "models": models,
+        "content_fingerprint": world_fingerprint(out, finished=False),
+        "numerics": _numerics_record(),
         "seconds": {**steps, **{m: (_read_json(out / "models" / m / "complete.json") or {}).get("seconds")
                                 for m in models}},
         "created_with": {"torch": torch.__version__, "open_clip": open_clip.__version__,
                          "numpy": np.__version__, "pillow": PIL.__version__},
     }
+
+
+def _numerics_record() -> dict:
+    """How the computing steps were pinned (they ran in pinned worker processes)."""
+    if not numerics.enabled():
+        return {"mode": "native"}
+    return {"mode": "pinned", "cpu_capability": numerics.PINNED_CAPABILITY, "mkl_cbwr": numerics.MKL_BRANCH,
+            "onednn": False, "threads": numerics.WORLD_THREADS}
 
 
 def cli_main(argv: list[str] | None = None) -> int:
@@ -236,13 +376,16 @@ def cli_main(argv: list[str] | None = None) -> int:
                    help="default: 12,800-sample pool; test: 2,000 samples, builds in about a minute")
     p.add_argument("--models", default=None,
                    help=f"comma-separated world models to build (default: all: {','.join(DEFAULT_MODELS)})")
+    p.add_argument("--workers", type=int, default=None,
+                   help="worker processes, one thread each (default: HARNESS_WORLD_WORKERS or one per core, "
+                        "at most one per model; 0: all in this process). Changes no byte of the world")
     args = p.parse_args(argv)
     models = tuple(m for m in args.models.split(",") if m) if args.models else None
     try:
-        world = build_world(args.out, seed=args.seed, profile=args.profile, models=models)
+        world = build_world(args.out, seed=args.seed, profile=args.profile, models=models, workers=args.workers)
     except (MissingBuilderError, WorldMismatchError, ValueError) as e:
         print(f"harness world: error: {e}", file=sys.stderr)
         return 2
     print(json.dumps({"out": str(args.out), "samples": world["pool"].get("samples"),
-                      "models": sorted(world["models"])}))
+                      "models": sorted(world["models"]), "fingerprint": world_fingerprint(args.out)}))
     return 0

@@ -66,13 +66,21 @@ def training_pairs(seed: int, n: int, kind: str = "clean", size: int | None = No
                   noise and a good share of text-in-image pairs (see samples.WEB_MIX).
     size: if given, images are resized+centre-cropped to size x size (saves memory for training).
     """
+    return _render(training_plans(seed, n, kind), size)
+
+
+def training_plans(seed: int, n: int, kind: str = "clean") -> list[Plan]:
+    """The plans of training_pairs(seed, n, kind) (cheap; rendering is the costly part)."""
     if kind == "clean":
-        plans = plan_samples(seed, STREAM_TRAIN_CLEAN, n, CLEAN_MIX, SPECIFIC_DETAIL)
-    elif kind == "web":
-        plans = plan_samples(seed, STREAM_TRAIN_WEB, n, WEB_MIX, DEFAULT_DETAIL)
-    else:
-        raise ValueError(f"training_pairs kind must be 'clean' or 'web', not {kind!r}")
-    return _render(plans, size)
+        return plan_samples(seed, STREAM_TRAIN_CLEAN, n, CLEAN_MIX, SPECIFIC_DETAIL)
+    if kind == "web":
+        return plan_samples(seed, STREAM_TRAIN_WEB, n, WEB_MIX, DEFAULT_DETAIL)
+    raise ValueError(f"training_pairs kind must be 'clean' or 'web', not {kind!r}")
+
+
+def render_arrays(plans: list[Plan], size: int) -> np.ndarray:
+    """[len(plans), size, size, 3] uint8: each plan rendered, shorter-side resized and centre-cropped."""
+    return np.stack([np.asarray(fit_square(render_plan(p).image, size)) for p in plans])
 
 
 def heldout_pairs(seed: int, n: int, noise: str | dict[str, float] = "clean",

@@ -10,7 +10,13 @@ from pathlib import Path
 
 from harness.stages import atomic_write_bytes, atomic_write_text  # noqa: F401  (the world's writers use these)
 
-_T0 = time.time()
+# log lines show seconds since this process started, or since the build's parent process started
+# (a world worker gets the parent's clock in HARNESS_LOG_T0)
+_T0 = float(os.environ.get("HARNESS_LOG_T0") or time.time())
+
+
+def log_t0() -> float:
+    return _T0
 
 
 def log(msg: str) -> None:

@@ -80,28 +80,56 @@ def world_knobs(world_dir: Path, profile: str) -> dict:
 
 # --- training ------------------------------------------------------------------------------------
 
+ARRAYS_DIR = ".build/arrays"  # rendered training images shared by the build's worker processes
+_PARTS = 4
+
+
 @lru_cache(maxsize=2)
-def _training_arrays(seed: int, n: int, kind: str, size: int) -> tuple[np.ndarray, list[str]]:
-    # cached: ref_b32 and ref_l14 train on the same web data within one build
-    from .data import training_pairs
+def _training_arrays(world_dir: Path, seed: int, n: int, kind: str, size: int) -> tuple[np.ndarray, list[str]]:
+    """training_pairs(seed, n, kind, size) as uint8 arrays + captions, rendered once per build.
 
-    pairs = training_pairs(seed, n, kind=kind, size=size)
-    return np.stack([np.asarray(im) for im in pairs.images]), pairs.captions
+    ref_b32 and ref_l14 train on the same web data, in parallel workers: the images are rendered
+    in parts, each part by the first worker that takes its lock, and saved in ARRAYS_DIR; a worker
+    then waits for the parts the other one is rendering. With one worker it renders every part.
+    Same bytes as rendering all at once (each image depends only on its plan).
+    """
+    from filelock import FileLock, Timeout
 
+    from .data import render_arrays, training_plans
 
-def _num_threads() -> int:
-    # One thread by default: weights are then bit-identical on every machine for a seed (matmul
-    # reductions depend on the thread count) and a shared 2-core box stays usable.
-    env = os.environ.get("HARNESS_WORLD_THREADS", "1")
-    return max(1, int(env)) if env.isdigit() else 1
+    plans = training_plans(seed, n, kind)
+    cache = Path(world_dir) / ARRAYS_DIR
+    cache.mkdir(parents=True, exist_ok=True)
+    parts = [(cache / f"{kind}-seed{seed}-n{n}-{size}px.{i}.npy", n * i // _PARTS, n * (i + 1) // _PARTS)
+             for i in range(_PARTS)]
+    for path, lo, hi in parts:  # render the parts nobody else is rendering
+        lock = FileLock(f"{path}.lock")
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            continue
+        try:
+            if not path.is_file():
+                tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+                with open(tmp, "wb") as f:
+                    np.save(f, render_arrays(plans[lo:hi], size))
+                os.replace(tmp, path)
+        finally:
+            lock.release()
+    arrays = []
+    for path, _, _ in parts:
+        with FileLock(f"{path}.lock"):  # waits while another worker renders this part
+            arrays.append(np.load(path))
+    return np.concatenate(arrays), [p.caption for p in plans]
 
 
 def train_clip(config: str, images: np.ndarray, captions: list[str], *, steps: int, batch: int, lr: float,
                seed: int, label: str = "clip", warmup_frac: float = 0.1, weight_decay: float = 0.1):
     """Train an open_clip model from scratch with the symmetric contrastive loss; returns the model.
 
-    images: uint8 [N, S, S, 3] already at the model's input size. Deterministic for a seed and a
-    thread count (the batch order comes from a seeded generator).
+    images: uint8 [N, S, S, 3] already at the model's input size. The batch order comes from a
+    seeded generator; the weights are the same on every machine when the caller pins the numerics
+    and the thread count (the world builder's workers do: harness.numerics.init_worker).
     """
     import open_clip
     import torch
@@ -110,7 +138,6 @@ def train_clip(config: str, images: np.ndarray, captions: list[str], *, steps: i
     from ..models import quiet_random_init, register_configs
 
     register_configs()
-    torch.set_num_threads(_num_threads())
     torch.manual_seed(seed)
     with quiet_random_init():  # trained from scratch: random initial weights are the point
         model = open_clip.create_model(config)
@@ -142,8 +169,11 @@ def train_clip(config: str, images: np.ndarray, captions: list[str], *, steps: i
         opt.step()
         with torch.no_grad():
             model.logit_scale.clamp_(0, math.log(100))
-        if (step + 1) % max(1, steps // 5) == 0 or step + 1 == steps:
-            log(f"  {label}: step {step + 1}/{steps} loss {loss.item():.3f} ({time.time() - t0:.0f}s)")
+        if (step + 1) % max(1, steps // 10) == 0 or step + 1 == steps:
+            spent = time.time() - t0
+            left = spent / (step + 1) * (steps - step - 1)
+            log(f"[world] {label}: step {step + 1}/{steps} loss {loss.item():.3f} "
+                f"({spent:.0f}s, about {left:.0f}s left)")
     model.eval()
     return model
 
@@ -168,9 +198,8 @@ def _build_clip(name: str, world_dir: Path, seed: int, profile: str, description
 
     register_configs()
     size = int(open_clip.get_model_config(knobs["config"])["vision_cfg"]["image_size"])
-    t0 = time.time()
     log(f"[world] {name}: rendering {knobs['n']} {knobs['data']} training pairs")
-    images, captions = _training_arrays(seed, int(knobs["n"]), knobs["data"], size)
+    images, captions = _training_arrays(Path(world_dir), seed, int(knobs["n"]), knobs["data"], size)
     log(f"[world] {name}: training {knobs['config']} for {knobs['steps']} steps")
     # distinct seeds per model, so two models on the same data still differ
     model_seed = (seed * 1_000_003 + sum(map(ord, name))) % 2**31
@@ -180,8 +209,8 @@ def _build_clip(name: str, world_dir: Path, seed: int, profile: str, description
         "model_name": knobs["config"], "kind": "clip", "name": name, "description": description,
         "trained_on": knobs["data"], "train_samples": int(knobs["n"]), "steps": int(knobs["steps"]),
         "batch": int(knobs["batch"]), "lr": float(knobs["lr"]), "seed": seed, "profile": profile,
-        "image_size": size, "train_seconds": round(time.time() - t0, 1),
-    }
+        "image_size": size,
+    }  # no timings here: model.json is part of the world's content fingerprint
     save_clip(model, Path(world_dir) / "models" / name, meta)
 
 
