@@ -244,6 +244,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         _print_json(summary)
         return 0
     print(format_table([summary_row(summary)]))
+    if summary["provenance"].get("world_fingerprint"):  # the README's table names the world it was made on
+        print(f"world fingerprint: {summary['provenance']['world_fingerprint']}")
     print(f"run directory: {summary['provenance']['run_dir']}")
     return 0
 

@@ -264,6 +264,8 @@ def _summary(cfg: RunConfig, out: Path, pool_dir: Path, selection: dict[str, Any
              timings: dict[str, float]) -> dict[str, Any]:
     import numpy as np
 
+    from harness.world import world_fingerprint
+
     subset = np.load(out / "subset.npy")
     unique = int(len(np.unique(subset))) if len(subset) else 0
     record = {
@@ -282,6 +284,8 @@ def _summary(cfg: RunConfig, out: Path, pool_dir: Path, selection: dict[str, Any
         "compat": evaluation.get("compat"),  # the evaluation's compatibility mode (datacomp / corrected)
         "provenance": {
             "world": str(Path(cfg.world).resolve()) if cfg.world else None,
+            # the world's content: the README's table names the fingerprint of the world it was made on
+            "world_fingerprint": world_fingerprint(cfg.world) if cfg.world else None,
             "selection": selection,
             "reshard": resharding,
             "stage_seconds": timings,

@@ -44,6 +44,11 @@ def test_filter_runs_end_to_end(tiny_world: Path, runs: Path, expr: str) -> None
     assert all("main_metric" in line["metrics"] for line in lines)
     # the evaluation's compatibility mode is recorded in every line and in summary.json (issue 16)
     assert summary["compat"] == "datacomp" and {line["compat"] for line in lines} == {"datacomp"}
+    # which world made the number, by content; paths that mean the same from any directory (issue 20)
+    from harness.world import world_fingerprint
+
+    assert summary["provenance"]["world_fingerprint"] == world_fingerprint(tiny_world)
+    assert summary["provenance"]["world"] == str(tiny_world.resolve()) and Path(summary["pool"]).is_absolute()
     # the shards hold exactly the subset: what was trained on is what was selected
     meta = json.loads((out / "shards" / "meta.json").read_text())
     assert meta["output_count"] == len(subset)
