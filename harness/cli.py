@@ -391,16 +391,10 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+    from harness.versions import harness_version, package_version
 
-    def v(dist: str) -> str:
-        try:
-            return version(dist)
-        except PackageNotFoundError:
-            return "not installed"
-
-    return (f"harness {v('datacomp-harness')} (open_clip {v('open_clip_torch')}, torch {v('torch')}, "
-            f"python {sys.version.split()[0]})")
+    return (f"harness {harness_version()} (open_clip {package_version('open_clip_torch')}, "
+            f"torch {package_version('torch')}, python {sys.version.split()[0]})")
 
 
 def _add_verbosity(p: argparse.ArgumentParser, default: Any) -> None:

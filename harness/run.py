@@ -31,6 +31,7 @@ from harness.stages import (
     run_lock,
     source_fingerprint,
 )
+from harness.versions import package_versions
 
 log = logging.getLogger("harness.run")
 
@@ -230,24 +231,12 @@ def suite_fingerprint(suite: str) -> str:
     return content_digest(path) if path is not None else fingerprint(suite)
 
 
-def _library_versions(*names: str) -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for name in names:
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = "absent"
-    return out
-
-
 def training_code_fingerprint() -> str:
     """The recipe and driver code and the libraries that execute it."""
     import harness.training
 
     return fingerprint({"source": source_fingerprint(harness.training),
-                        "libraries": _library_versions("torch", "open_clip_torch", "webdataset")})
+                        "libraries": package_versions("torch", "open_clip_torch", "webdataset")})
 
 
 def evaluation_code_fingerprint() -> str:
@@ -255,7 +244,7 @@ def evaluation_code_fingerprint() -> str:
     import harness.evaluation
 
     return fingerprint({"source": source_fingerprint(harness.evaluation),
-                        "libraries": _library_versions("torch", "open_clip_torch", "clip-benchmark",
+                        "libraries": package_versions("torch", "open_clip_torch", "clip-benchmark",
                                                        "webdataset", "datasets")})
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import importlib.metadata
 import json
 import platform
 import subprocess
@@ -18,14 +17,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 def harness_version() -> str:
     import harness
+    from harness.versions import harness_version as installed
 
-    version = getattr(harness, "__version__", None)
-    if version:
-        return str(version)
-    try:
-        return importlib.metadata.version("datacomp-harness")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown (not installed)"
+    return str(getattr(harness, "__version__", None) or installed())
 
 
 def git_commit(repo: Path = REPO) -> str:
@@ -43,13 +37,10 @@ def git_commit(repo: Path = REPO) -> str:
 
 
 def library_versions() -> str:
-    parts = []
-    for name in LIBRARIES:
-        try:
-            parts.append(f"{name} {importlib.metadata.version(name)}")
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return ", ".join(parts) + f"; Python {platform.python_version()}"
+    from harness.versions import ABSENT, package_versions
+
+    found = {k: v for k, v in package_versions(*LIBRARIES).items() if v != ABSENT}
+    return ", ".join(f"{k} {v}" for k, v in found.items()) + f"; Python {platform.python_version()}"
 
 
 def _distinct(values: Sequence[object]) -> list[str]:

@@ -305,15 +305,9 @@ def check_resumable(plan: TrainPlan) -> dict[str, Any] | None:
 
 
 def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
+    from harness.versions import package_versions
 
-    out = {}
-    for dist in ("torch", "open_clip_torch", "webdataset", "datacomp-harness"):
-        try:
-            out[dist] = version(dist)
-        except PackageNotFoundError:
-            out[dist] = "unknown"
-    return out
+    return package_versions("torch", "open_clip_torch", "webdataset", "datacomp-harness")
 
 
 def _now() -> str:
