@@ -1,6 +1,6 @@
 """DataComp pool reader: metadata parquet, npz features, webdataset shards, uid <-> u8,u8.
 
-Layout (REFERENCE.md section 4)::
+Layout (mlfoundations/datacomp download_upstream.py and README, "Downloading DataComp data")::
 
     <pool>/metadata/<stem>.parquet   uid, text, original_width, ..., clip_*_similarity_score
     <pool>/metadata/<stem>.npz       b32_img, b32_txt, l14_img, l14_txt (rows aligned with the parquet)

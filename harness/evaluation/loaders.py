@@ -1,6 +1,6 @@
 """Offline readers for the suite's sources.
 
-- clip_benchmark webdatasets (REFERENCE.md section 2): ``classnames.txt``,
+- clip_benchmark webdatasets (LAION-AI/CLIP_benchmark clip_benchmark/datasets/builder.py, build_wds_dataset): ``classnames.txt``,
   ``zeroshot_classification_templates.txt``, optional ``dataset_type.txt``, ``test/nshards.txt``,
   ``test/{0..N-1}.tar`` with members ``<key>.webp|png|jpg|jpeg`` plus ``.cls`` (label), ``.txt``
   (captions, one per line) and ``.npy`` (per-sample metadata of the WILDS and fairness sets).

@@ -1,6 +1,6 @@
 """Lorentz-model hyperbolic geometry for MERU-style embeddings and HYPE's specificity scores.
 
-Conventions (as in MERU and HYPE, ../shared/REFERENCE.md section 5): the hyperboloid has curvature
+Conventions (as in MERU, facebookresearch/meru meru/lorentz.py, and HYPE): the hyperboloid has curvature
 -c (``curv`` = c > 0); a point is stored by its space part ``x``; its time part is
 ``x_t = sqrt(1/c + |x|^2)``. Encoders produce tangent vectors at the origin ``v``; ``exp_map0`` lifts
 them onto the hyperboloid.

@@ -49,7 +49,7 @@ from harness.hype import geometry as G
 LOGIT_SCALE_MAX = math.log(100.0)  # MERU/open_clip cap the contrastive temperature at 100
 ENTAIL_WEIGHT = 0.2
 HYPE_EXTRA_KEYS = ("curvature", "alpha_img", "alpha_txt")
-# The official HYPE model is OpenCLIP ViT-L/14 (REFERENCE.md section 5, naver-ai/hype model.py).
+# The official HYPE model is OpenCLIP ViT-L/14 (naver-ai/hype model.py).
 HYPE_OFFICIAL_CONFIG = "ViT-L-14"
 MODEL_CONFIG_DIR = Path(__file__).resolve().parent.parent / "model_configs"
 # The official HYPE model's LayerNorm passes eps = torch.finfo(<input dtype>).eps (naver-ai/hype,

@@ -1,6 +1,6 @@
 """The comparison table: rows (one per filter and scale, seeds pooled) and its renderings.
 
-Columns are exactly the seed's table (HYPE paper, see ../shared/seeds/ and REFERENCE.md section 6).
+Columns are exactly the seed's table (the HYPE paper's comparison table: Method, DataComp Scale, Sample Size, Uniform, the four aggregates, Average).
 Within each scale the best value of a metric column is bold and the second underlined, as in the
 paper; several seeds show as "mean ± population std"; a dagger marks rows whose evaluation is
 missing tasks; § marks rows evaluated with ``--compat corrected`` (unmarked user rows: DataComp's

@@ -1,7 +1,7 @@
 """The fixed CLIP training recipe: DataComp's scales plus `tiny` for the generated world.
 
 The numbers for small/medium/large/xlarge are DataComp's `scale_configs.py` and the defaults of its
-`train.py` (REFERENCE.md section 3); `open_clip_args` turns a scale into the exact argument list
+`train.py`; `open_clip_args` turns a scale into the exact argument list
 DataComp's train.py hands to `open_clip_train.main.main`, in the same order, so a run here is the
 run DataComp would have launched. The recipe is data, not a knob: nothing in this module takes a
 hyper-parameter from the caller (research overrides are applied, and recorded, by the driver).

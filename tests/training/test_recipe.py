@@ -1,4 +1,4 @@
-"""The recipe's numbers against REFERENCE.md section 3 / DataComp's scale_configs.py and train.py."""
+"""The recipe's numbers against DataComp's scale_configs.py and train.py."""
 
 from __future__ import annotations
 

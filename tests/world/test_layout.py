@@ -1,4 +1,4 @@
-"""The tiny world's pool is in DataComp's layout (REFERENCE.md section 4)."""
+"""The tiny world's pool is in DataComp's layout (DataComp's download_upstream.py output)."""
 
 from __future__ import annotations
 
