@@ -9,7 +9,7 @@ set -euo pipefail
 
 missing=()
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
-[[ -f /usr/include/google/protobuf/message.h ]] || missing+=(libprotobuf-dev)
+[[ -f "${HARNESS_PROTOBUF_INCLUDE:-/usr/include}/google/protobuf/message.h" ]] || missing+=(libprotobuf-dev)
 [[ -f "${HARNESS_WORDNET_DIR:-/usr/share/wordnet}/index.noun" ]] || missing+=(wordnet-base)
 if [[ ${#missing[@]} -eq 0 ]]; then
   echo "install-filter-deps: protoc $(protoc --version | cut -d' ' -f2), protobuf headers and WordNet present"
