@@ -1,6 +1,6 @@
 """Benchmark: the cost of pinned numerics (harness/numerics.py), pinned against native, side by side.
 
-`python -m harness.world.bench_numerics [--profile test|default] [--what world,train] [--repeat N]`
+`python -m harness.world.bench_numerics [--profile test|default] [--what world,train|step] [--repeat N]`
 
 Each measurement is a fresh process (`HARNESS_NUMERICS=pinned` or `native`; everything else the
 same: one thread per world worker, `numerics.TRAIN_THREADS` for training), alternating pinned and
@@ -38,9 +38,47 @@ print("RESULT", hashlib.sha256(b"".join(sd[k].numpy().tobytes() for k in sorted(
 """
 
 
-def _measure(code: str, mode: str) -> tuple[float, float, str]:
+_STEP = """
+import time, torch
+import torch.nn.functional as F
+from harness import numerics
+if {mode!r} == "pinned":
+    numerics.init_worker(1)
+else:
+    torch.set_num_threads(1)
+    torch.backends.mkldnn.enabled = {mode!r} != "native-no-onednn"
+import open_clip
+from harness.models import register_configs
+register_configs()
+torch.manual_seed(0)
+model = open_clip.create_model({config!r})
+opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+x = torch.randn(128, 3, 64, 64)
+tokens = open_clip.get_tokenizer({config!r})(["two small red circles on a striped background"] * 128)
+labels = torch.arange(128)
+def step():
+    img, txt, scale = model(x, tokens)[:3]
+    logits = scale * img @ txt.T
+    loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+step()
+t0 = time.process_time()
+for _ in range({steps}):
+    step()
+print("RESULT", round((time.process_time() - t0) / {steps}, 3))
+"""
+# settings of the step measurement: (label, HARNESS_NUMERICS, extra environment)
+_STEP_MODES = [("pinned", "pinned", {}), ("native", "native", {}),
+               ("native + MKL_CBWR=COMPATIBLE only", "native", {"MKL_CBWR": "COMPATIBLE"}),
+               ("native + oneDNN off only", "native-no-onednn", {})]
+
+
+def _measure(code: str, mode: str, extra: dict[str, str] | None = None) -> tuple[float, float, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "MKL_CBWR")}
-    env["HARNESS_NUMERICS"] = mode
+    env["HARNESS_NUMERICS"] = "native" if mode.startswith("native") else mode
+    env.update(extra or {})
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False)
@@ -56,10 +94,15 @@ def _measure(code: str, mode: str) -> tuple[float, float, str]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--profile", default="test", choices=["test", "default"], help="world profile (default test)")
-    p.add_argument("--what", default="world,train", help="comma-separated: world, train (default both)")
+    p.add_argument("--what", default="world,train",
+                   help="comma-separated: world, train (default both); or step: per-step cost of each pin")
     p.add_argument("--repeat", type=int, default=1, help="pinned/native pairs per measurement (default 1)")
     p.add_argument("--train-samples", type=int, default=16 * 128, help="samples seen by the tiny run (default 2048)")
+    p.add_argument("--steps", type=int, default=5, help="training steps timed per setting by --what step")
+    p.add_argument("--config", default="ref-b32-tiny", help="model of --what step (default ref-b32-tiny)")
     args = p.parse_args(argv)
+    if "step" in args.what.split(","):
+        return _steps(args)
     rows = []
     with tempfile.TemporaryDirectory(prefix="numerics-bench-") as tmp:
         for what in [w for w in args.what.split(",") if w]:
@@ -83,6 +126,24 @@ def main(argv: list[str] | None = None) -> int:
             f"tiny-recipe training ({args.train_samples} samples seen)"
         results = json.dumps({m: sorted({t[2] for t in ts}) for m, ts in times.items()})
         print(f"| {label} | {pw:.0f} / {pc:.0f} | {nw:.0f} / {nc:.0f} | {pw / nw:.2f} / {pc / nc:.2f} | {results} |")
+    return 0
+
+
+def _steps(args: argparse.Namespace) -> int:
+    """CPU seconds per training step (batch 128, one thread) under each setting, best of --repeat."""
+    best: dict[str, float] = {}
+    for _ in range(args.repeat):
+        for label, mode, extra in _STEP_MODES:
+            code = textwrap.dedent(_STEP.format(mode=mode, config=args.config, steps=args.steps))
+            sec = float(_measure(code, mode, extra)[2])
+            best[label] = min(best.get(label, sec), sec)
+            print(f"{label}: {sec}", file=sys.stderr, flush=True)
+    print(f"CPU seconds per {args.config} training step, batch 128, one thread (`python -m "
+          f"harness.world.bench_numerics --what step --repeat {args.repeat}`; load average at the end "
+          f"{os.getloadavg()[0]:.1f})\n")
+    print("| setting | CPU s / step | vs native |\n|---|---|---|")
+    for label, sec in best.items():
+        print(f"| {label} | {sec:.3f} | {sec / best['native']:.2f} |")
     return 0
 
 
