@@ -22,6 +22,7 @@ from typing import Any
 
 import harness.pool
 import harness.reshard
+from harness import numerics
 from harness.stages import (
     Stage,
     atomic_write_json,
@@ -194,7 +195,10 @@ def _run_locked(cfg: RunConfig, out: Path, pool_dir: Path, models_dir: Path | No
     # the shards are a function of the reshard stage's inputs (its key); meta.json is what it wrote
     train_stage = Stage(out, "train", {"shards": [reshard_stage.key, content_digest(out / "shards" / "meta.json")],
                                        "recipe": get_recipe(cfg.scale).as_dict(), "seed": cfg.seed,
-                                       "gpus": cfg.gpus, "code": training_code_fingerprint(), **test_only})
+                                       "gpus": cfg.gpus, "code": training_code_fingerprint(),
+                                       # pinned kernels or the machine's own give other bits (harness/numerics.py)
+                                       "numerics": numerics.PINNED_ENV if numerics.enabled() else "native",
+                                       **test_only})
     trained = _timed(train_stage, timings, lambda: {"checkpoint": str(train(
         out / "shards", out / "train", scale=cfg.scale, seed=cfg.seed, gpus=cfg.gpus, **test_only))},
         discard=(out / "train",))
