@@ -22,6 +22,7 @@ from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.errors import UsageError
 from harness.models import file_fingerprint, load_clip
 from harness.stages import atomic_write_json
 
@@ -57,7 +58,7 @@ def export_open_clip(spec: str | Path, out: Path, overwrite: bool = False, verif
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         if not overwrite:
-            raise ExportError(f"{out} exists and is not empty (pass --force to replace it)")
+            raise UsageError(f"{out} exists and is not empty (pass --force to replace it)")
         if not (out / CONFIG_NAME).is_file():
             raise ExportError(f"{out} is not a previous export (no {CONFIG_NAME}); refusing to delete it")
         shutil.rmtree(out)

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.errors import UsageError
 from harness.stages import atomic_write_json
 
 TRACKS = ("filtering", "byod")
@@ -165,7 +166,7 @@ def build_bundle(run: Path, out: Path, *, method_name: str, author: str, email: 
     checkpoint = _final_checkpoint(run)
     if out.exists() and any(out.iterdir()):
         if not overwrite:
-            raise SubmissionError(f"{out} exists and is not empty (pass --force to replace it)")
+            raise UsageError(f"{out} exists and is not empty (pass --force to replace it)")
         if not (out / SUBMISSION).is_file():
             raise SubmissionError(f"{out} is not a previous bundle (no {SUBMISSION}); refusing to delete it")
         shutil.rmtree(out)

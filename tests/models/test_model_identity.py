@@ -202,7 +202,7 @@ def test_cli_refuses_a_snapshot_without_weights_and_caches_nothing(hub, pool, tm
          "--model", f"dfn=hf-hub:{REPO}", "--out", str(tmp_path / "sel"), "--runs", str(runs)],
         env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path,
     )
-    assert res.returncode == 1, res.stderr  # the model at fault, not the command line (harness.errors)
+    assert res.returncode == 2, res.stderr  # the --model named is unusable: a usage error (harness.errors)
     assert f"hf-hub:{REPO}" in res.stderr and "no weights file" in res.stderr
     assert RANDOM_INIT not in res.stderr
     assert not list(runs.rglob("*.parquet")) and not (tmp_path / "sel" / "subset.json").exists()

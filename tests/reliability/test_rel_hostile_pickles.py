@@ -127,13 +127,14 @@ def test_arch_colon_checkpoint_is_never_unpickled(tmp_path, marker):
         load_clip(f"tiny-clip:{evil}")
 
 
-def test_harness_evaluate_on_a_refused_pickle_is_one_line(tmp_path, marker, capsys):
+def test_harness_evaluate_on_a_refused_pickle_is_one_line(tmp_path, marker, capsys, tiny_world):
     from harness.cli import main
 
     run = tmp_path / "train" / "run"
     evil = plant(run / "checkpoints" / "epoch_1.pt", marker, wrap="state_dict")
     (run / "params.txt").write_text("model: tiny-clip\n")
-    code = main(["evaluate", "--model", str(evil), "--data", str(tmp_path), "--out", str(tmp_path / "e")])
+    # the world's suite: every task's data is there, so the model is loaded (and refused) first
+    code = main(["evaluate", "--model", str(evil), "--data", str(tiny_world), "--out", str(tmp_path / "e")])
     err = capsys.readouterr().err
     assert code == 1  # a data file at fault, not the command line (harness.errors)
     lines = err.strip().splitlines()
@@ -175,4 +176,4 @@ def test_cli_set_option_pointing_at_a_pickle_is_one_line(gen_pool, tmp_path, mar
     code = main(["select", "--pool", str(gen_pool.root), "--filter", "image_based", "--out", str(tmp_path / "o"),
                  "--runs", str(tmp_path / "runs"), "--set", f"image_based.centroids={evil}"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 1 and len(err) == 1 and str(evil) in err[0] and "refused" in err[0]
+    assert code == 2 and len(err) == 1 and str(evil) in err[0] and "refused" in err[0]  # a bad --set value
