@@ -22,9 +22,8 @@ from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.errors import UsageError
 from harness.models import file_fingerprint, load_clip
-from harness.stages import atomic_write_json
+from harness.stages import atomic_write_json, replace_output_dir
 
 CONFIG_NAME = "open_clip_config.json"  # open_clip.constants.HF_CONFIG_NAME
 WEIGHTS_NAME = "open_clip_model.safetensors"  # open_clip.constants.HF_SAFE_WEIGHTS_NAME
@@ -56,12 +55,7 @@ def export_open_clip(spec: str | Path, out: Path, overwrite: bool = False, verif
     if spec_text.startswith(("hf-hub:", "local-dir:")):
         raise ExportError(f"{spec_text} is already an open_clip hub-style model; nothing to export")
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise UsageError(f"{out} exists and is not empty (pass --force to replace it)")
-        if not (out / CONFIG_NAME).is_file():
-            raise ExportError(f"{out} is not a previous export (no {CONFIG_NAME}); refusing to delete it")
-        shutil.rmtree(out)
+    replace_output_dir(out, overwrite, CONFIG_NAME)
     clip = load_clip(spec, device="cpu")
     model_cfg = open_clip.get_model_config(clip.config)
     if model_cfg is None:

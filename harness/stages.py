@@ -182,6 +182,20 @@ def source_fingerprint(*modules: Any) -> str:
     return fingerprint([[f.name, content_digest(f)] for f in files])
 
 
+def replace_output_dir(out: Path, overwrite: bool, marker: str) -> None:
+    """Make ``out`` absent or empty before an export/bundle is written into it: a non-empty folder is
+    replaced only with ``overwrite`` and only when it holds ``marker`` (an earlier output of the same
+    command), never an unrelated folder."""
+    from harness.errors import UsageError
+
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise UsageError(f"{out} exists and is not empty (pass --force to replace it)")
+        if not (out / marker).is_file():
+            raise UsageError(f"{out} holds no {marker}, so it is not an earlier output; refusing to delete it")
+        shutil.rmtree(out)
+
+
 class Stage:
     """Completion record of one stage in a directory: `<dir>/.stages/<name>.json`."""
 

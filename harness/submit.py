@@ -35,8 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import UsageError
-from harness.stages import atomic_write_json
+from harness.stages import atomic_write_json, replace_output_dir
 
 TRACKS = ("filtering", "byod")
 DATACOMP_SCALES = ("small", "medium", "large", "xlarge")  # scale_configs.py SIMPLE_NAMES less "debug"
@@ -164,12 +163,7 @@ def build_bundle(run: Path, out: Path, *, method_name: str, author: str, email: 
     subset_path = run / "subset.npy"
     subset = load_subset(subset_path)
     checkpoint = _final_checkpoint(run)
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise UsageError(f"{out} exists and is not empty (pass --force to replace it)")
-        if not (out / SUBMISSION).is_file():
-            raise SubmissionError(f"{out} is not a previous bundle (no {SUBMISSION}); refusing to delete it")
-        shutil.rmtree(out)
+    replace_output_dir(out, overwrite, SUBMISSION)
     prefix = out / f"{scale}_scale"
     (prefix / "samples").mkdir(parents=True)
     shutil.copyfile(run / RESULTS, out / RESULTS)  # where evaluate.py reads it (its output dir)

@@ -16,7 +16,8 @@ import torch
 from PIL import Image
 
 from harness.cli import main as harness_main
-from harness.interchange import CONFIG_NAME, RECORD_NAME, WEIGHTS_NAME, ExportError, export_open_clip
+from harness.errors import UsageError
+from harness.interchange import CONFIG_NAME, RECORD_NAME, WEIGHTS_NAME, export_open_clip
 from harness.models import load_clip
 
 REPO = Path(__file__).resolve().parents[2]
@@ -202,6 +203,6 @@ def test_cli_export_refuses_to_overwrite_and_names_the_folder(checkpoint, tmp_pa
     other = tmp_path / "not-an-export"
     other.mkdir()
     (other / "keep.txt").write_text("mine")
-    with pytest.raises(ExportError, match="not a previous export"):
+    with pytest.raises(UsageError, match="not an earlier output; refusing to delete it"):
         export_open_clip(checkpoint, other, overwrite=True)
     assert (other / "keep.txt").read_text() == "mine"
