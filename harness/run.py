@@ -167,8 +167,8 @@ def _run_locked(cfg: RunConfig, out: Path, pool_dir: Path, models_dir: Path | No
     from harness.training import get_recipe, train
 
     pool = Pool(pool_dir)
-    # models that live in the world are part of its content; --model overrides enter through each
-    # filter's score-table identity (its model fingerprint), inside selection_inputs
+    # models that live in the world are part of its content; a --model override enters twice: by its
+    # spec's content below, and through each filter's score-table identity inside selection_inputs
     models_fp = fingerprint_tree(models_dir) if models_dir else ""
     scores_dir = cfg.runs.resolve() / pool_name(cfg) / "scores"
     ctx = ScoringContext(pool=pool, models_dir=models_dir, device=cfg.device,
