@@ -62,12 +62,12 @@ lint: dev
 	$(BIN)/ruff check harness baselines tests examples
 
 bench: dev
-	$(BIN)/python -m harness.bench --out BENCHMARKS.generated.md
+	$(BIN)/python -m harness.benchmarks --out BENCHMARKS.generated.md
 
 # First training steps of the small recipe (ViT-B-32, batch 4096 on one GPU), the DFN, HYPE and T-MARS
 # scorers and the evaluator on CUDA, with throughput and peak memory; tiny configs on a CPU-only machine.
 gpu-check: setup
-	$(BIN)/python -m harness.gpu_check $(GPU_CHECK_ARGS)
+	$(BIN)/python -m harness.benchmarks.gpu_check $(GPU_CHECK_ARGS)
 
 clean-runs:
 	rm -rf $(RUNS)

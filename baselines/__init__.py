@@ -1,5 +1,8 @@
-"""Filter plugins: one module per method. Every module in this folder is imported by
-``harness.plugins.load_plugins()`` and registers its filters with ``@register``.
+"""Built-in filter plugins, imported as ``harness.baselines`` (harness/layout.py): one module per
+method, or one folder per method whose code spans several files (``hype/``, ``tmars/``, ``ws/``: the
+filters in ``plugin.py`` beside the method's model, geometry or label model). Every module here (and
+every folder's ``plugin.py``) is imported by ``harness.plugins.load_plugins()`` and registers its
+filters with ``@register``.
 
 Dropping a new ``baselines/<method>.py`` is all it takes to add a built-in filter.
 """
@@ -20,7 +23,7 @@ def load_all() -> dict[str, str]:
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         if info.name.startswith("_"):
             continue
-        name = f"{__name__}.{info.name}"
+        name = f"{__name__}.{info.name}" + (".plugin" if info.ispkg else "")
         try:
             importlib.import_module(name)
         except Exception as exc:  # report, keep loading the rest

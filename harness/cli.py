@@ -361,7 +361,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_ws_analysis(args: argparse.Namespace) -> int:
-    from harness.ws.analysis import analysis_for_pool
+    from harness.baselines.ws.analysis import analysis_for_pool
 
     ctx, cache = _scoring_context(args)
     print(analysis_for_pool(ctx, cache))

@@ -381,7 +381,7 @@ def load_clip(spec: str | Path, device: str = "cpu") -> LoadedClip:
         meta = _read_model_json(path)
         if meta.get("kind", "clip") != "clip":
             raise ValueError(f"{path}: model kind {meta.get('kind')!r} is not a CLIP model "
-                             "(hyperbolic MERU models are loaded by harness.hype)")
+                             "(hyperbolic MERU models are loaded by harness.baselines.hype)")
         weights = path / meta.get("weights", "model.pt")
         if not weights.is_file():
             raise FileNotFoundError(f"{path}: weights file {weights.name} is missing")

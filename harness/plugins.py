@@ -263,7 +263,7 @@ def _load_builtins() -> None:
     if _builtins_loaded:
         return
     _builtins_loaded = True
-    import baselines
+    from harness import baselines
 
     _FAILED.update(baselines.load_all())
 

@@ -2,7 +2,7 @@
 
 `tiny_world`: the generated tiny world (profile "test", seed 0), built once and cached in
 `.cache/test-world-seed0` under the repository root (override the path with HARNESS_TEST_WORLD).
-It includes every world model whose builder is installed (meru appears once harness.hype.world_model
+It includes every world model whose builder is installed (meru appears once harness.baselines.hype.world_model
 exists; the build adds it to a cached world without rebuilding the rest).
 """
 

@@ -26,6 +26,8 @@ from typing import Any
 
 import yaml
 
+from harness.layout import shipped_folder
+
 # The aggregate groups DataComp reports, in its table order (ImageNet is a single task).
 GROUPS = ("ImageNet", "IN dist. shifts", "VTAB", "Retrieval")
 FORMATS = ("wds", "hf")
@@ -41,7 +43,7 @@ TASK_KINDS = (
     "fairface",
 )
 
-TASKS_DIR = Path(__file__).resolve().parents[2] / "tasks"
+TASKS_DIR = shipped_folder("tasks")
 
 
 class SuiteError(ValueError):

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 from pathlib import Path
 
+from harness.layout import shipped_folder
 from harness.report.runs import ReportError
 from harness.report.table import METRIC_COLUMNS, Row, Stat
 
@@ -15,12 +15,8 @@ METRIC_FIELDS = dict(zip(("imagenet", "in_shift", "vtab", "retrieval", "average"
 
 
 def default_published_csv() -> Path:
-    """baselines/published.csv of this checkout or installation. find_spec does not import the
-    package, so the filter plugins are not loaded just to find a data file."""
-    spec = importlib.util.find_spec("baselines")
-    if spec is None or not spec.submodule_search_locations:
-        raise ReportError("cannot find the baselines package that holds published.csv")
-    return Path(next(iter(spec.submodule_search_locations))) / "published.csv"
+    """baselines/published.csv of this checkout or installation."""
+    return shipped_folder("baselines") / "published.csv"
 
 
 def _float(text: str, where: str) -> float | None:

@@ -8,7 +8,7 @@ records completion per model, so a model can be added to an existing world later
   (with some noise and text-in-image pairs, so they learn to read rendered words). They fill the
   pool's clip_*_similarity_score columns and npz features.
 - dfn: a data-filtering network, the B/32-sized architecture trained only on clean, specific pairs.
-- meru: the hyperbolic MERU-style model for HYPE (built by harness.hype.world_model).
+- meru: the hyperbolic MERU-style model for HYPE (built by harness.baselines.hype.world_model).
 """
 
 from __future__ import annotations
@@ -31,14 +31,14 @@ MODEL_BUILDERS: dict[str, str] = {
     "ref_b32": "harness.world.reference_models:build_ref_b32",
     "ref_l14": "harness.world.reference_models:build_ref_l14",
     "dfn": "harness.world.reference_models:build_dfn",
-    "meru": "harness.hype.world_model:build_world_meru",
+    "meru": "harness.baselines.hype.world_model:build_world_meru",
 }
 # The pool's scores and features come from these, so every world has them.
 REQUIRED_MODELS: tuple[str, ...] = ("ref_b32", "ref_l14")
 
 
 class MissingBuilderError(RuntimeError):
-    """A model's builder module is not installed (e.g. meru before harness.hype.world_model exists)."""
+    """A model's builder module is not installed (e.g. meru before harness.baselines.hype.world_model exists)."""
 
 
 def resolve_builder(name: str) -> Callable[[Path, int, str], None]:

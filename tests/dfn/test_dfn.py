@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from harness.baselines.ws.auc_report import format_auc_table, noise_aucs
 from PIL import Image
 
 from harness.plugins import PluginError, Sample, ScoringContext, get_filter
-from harness.ws.auc_report import format_auc_table, noise_aucs
 
 
 class FakeClip:

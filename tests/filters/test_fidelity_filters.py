@@ -165,7 +165,7 @@ def test_fasttext_tokenizer(text, tokens, split):
 
 
 def test_image_based_caption_check_counts_fasttext_tokens():
-    from baselines.image_based import caption_ok
+    from harness.baselines.image_based import caption_ok
 
     # all English to lid.176; > 5 characters; the "more than one word" test flips against str.split()
     texts = ["\nwaterfall", "beautiful\u00a0waterfall", "beautiful\x85waterfall", "beautiful\x1cwaterfall",
@@ -179,7 +179,7 @@ def test_image_based_caption_check_counts_fasttext_tokens():
 
 
 def test_image_based_assigns_with_raw_centroids():
-    from baselines.image_based import nearest_centroid
+    from harness.baselines.image_based import nearest_centroid
 
     # a long centroid wins the inner product though a unit one points exactly at the feature
     centroids = np.array([[10.0, 0.0], [0.6, 0.8]], dtype=np.float32)
@@ -223,8 +223,7 @@ def test_image_based_with_datacomp_centroids_file(fake_pool_dir, tmp_path):
 
 def test_image_based_fits_datacomps_kmeans_on_caption_filtered_samples(tmp_path):
     import faiss
-
-    from baselines.image_based import ImageBased
+    from harness.baselines.image_based import ImageBased
 
     df = make_fake_pool(tmp_path / "world" / "pool", n_files=2, rows=60, n_shards=1)
     feats = np.concatenate([np.load(f)["l14_img"] for f in sorted((tmp_path / "world" / "pool" / "metadata").glob("*.npz"))])
@@ -379,7 +378,7 @@ def test_threshold_cast_follows_the_stored_dtype():
 
 
 def test_laion2b_threshold_follows_compat(fake_pool_dir):
-    from baselines.laion2b import Laion2b
+    from harness.baselines.laion2b import Laion2b
 
     root, _ = fake_pool_dir
     ctx = ScoringContext(pool=Pool(root))

@@ -7,8 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-
-from harness.hype import geometry as G
+from harness.baselines.hype import geometry as G
 
 # --- an independent float64 reference: full (D+1)-dim Minkowski coordinates, and the exterior
 # angle from the hyperbolic law of cosines on distances (not MERU's closed form).

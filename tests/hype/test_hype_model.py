@@ -10,10 +10,8 @@ import numpy as np
 import open_clip
 import pytest
 import torch
-from PIL import Image
-
-from harness.hype import geometry as G
-from harness.hype.model import (
+from harness.baselines.hype import geometry as G
+from harness.baselines.hype.model import (
     HYPE_LAYERNORM_EPS,
     MERU_LAYERNORM_EPS,
     CheckpointError,
@@ -25,6 +23,7 @@ from harness.hype.model import (
     load_reference_set,
     set_layernorm_eps,
 )
+from PIL import Image
 
 TINY = "hype-tiny"
 

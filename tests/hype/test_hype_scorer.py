@@ -13,11 +13,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from harness.baselines.hype import geometry as G
+from harness.baselines.hype.model import MeruCLIP, hype_state_dict, load_meru
+from harness.baselines.hype.plugin import HypeImageScorer, HypeScorer, normalise, parse_weights
 from PIL import Image
 
-from baselines.hype import HypeImageScorer, HypeScorer, normalise, parse_weights
-from harness.hype import geometry as G
-from harness.hype.model import MeruCLIP, hype_state_dict, load_meru
 from harness.plugins import PluginError, ScoringContext, get_filter
 from harness.pool import Pool
 

@@ -152,7 +152,7 @@ def test_export_of_a_world_model_directory(tiny_world, tmp_path):
 
 
 def _wds_task(root: Path, n: int = 24, classes: int = 4) -> Path:
-    from harness.evaluation.bench import _write_wds
+    from harness.benchmarks.evaluation import _write_wds
 
     rng = np.random.default_rng(3)
     blobs = []

@@ -1,4 +1,4 @@
-"""`make gpu-check` (harness.gpu_check): its CPU path runs every stage on the test world's tiny configs."""
+"""`make gpu-check` (harness.benchmarks.gpu_check): its CPU path runs every stage on the test world's tiny configs."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from harness.gpu_check import (
+from harness.benchmarks.gpu_check import (
     PROFILES,
     check_scorer,
     format_results,

@@ -91,7 +91,7 @@ def test_image_based_auto_discovered_reference_is_never_unpickled(gen_pool, tmp_
 def test_image_based_still_loads_datacomp_style_numpy_pt_files(tmp_path):
     """weights_only is not over-eager: DataComp's .pt of a numpy array (centroids) or of
     {"image_features": array} loads as before."""
-    from baselines.image_based import _load_array
+    from harness.baselines.image_based import _load_array
 
     arr = np.arange(12, dtype=np.float32).reshape(3, 4)
     torch.save(arr, tmp_path / "centroids.pt")
@@ -101,7 +101,7 @@ def test_image_based_still_loads_datacomp_style_numpy_pt_files(tmp_path):
 
 
 def test_pickled_npy_reference_is_refused(tmp_path, marker):
-    from baselines.image_based import _load_array
+    from harness.baselines.image_based import _load_array
 
     path = tmp_path / "features.npy"
     np.save(path, np.array([_Payload(marker)], dtype=object), allow_pickle=True)
@@ -143,7 +143,7 @@ def test_harness_evaluate_on_a_refused_pickle_is_one_line(tmp_path, marker, caps
 
 
 def test_hype_checkpoint_and_reference_set_are_never_unpickled(tmp_path, marker):
-    from harness.hype.model import load_reference_set
+    from harness.baselines.hype.model import load_reference_set
 
     evil = plant(tmp_path / "reference_set.pt", marker, wrap="img")
     with pytest.raises(UnsafeFileError, match=str(evil)):

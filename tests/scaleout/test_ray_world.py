@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from harness.benchmarks.scoring_engines import write_pool_slice
 from harness.plugins import ScoringContext
 from harness.pool import Pool
 from harness.scoring import score
-from harness.scoring_ray_bench import write_pool_slice
 
 MODEL_SCORERS = ["dfn", "tmars", "hype"]
 SLICE = 48  # samples scored by each engine

@@ -2,11 +2,11 @@
 
 import numpy as np
 import pytest
+from harness.baselines.tmars import TextDetector, detector_names, get_detector, register_detector
+from harness.baselines.tmars.masking import mask_image, regions_to_rects
 from PIL import Image
 
-from harness.tmars import TextDetector, detector_names, get_detector, register_detector
-from harness.tmars.masking import mask_image, regions_to_rects
-from harness.tmars.synthetic import WORDS, render
+from harness.benchmarks.text_images import WORDS, render
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,7 @@ def test_registry_by_name_and_by_path():
     assert "_test_fixed" in detector_names() and "rapidocr" in detector_names()
     det = get_detector("_test_fixed", box=(0, 0, 2, 2))
     assert det.detect([Image.new("RGB", (4, 4))])[0].tolist() == [[0, 0, 2, 2]]
-    assert isinstance(get_detector("harness.tmars.detectors:RapidOCRDetector", upscale_to=0), TextDetector)
+    assert isinstance(get_detector("harness.baselines.tmars.detectors:RapidOCRDetector", upscale_to=0), TextDetector)
     with pytest.raises(ValueError, match="unknown text detector 'fast'"):
         get_detector("fast")
     with pytest.raises(ValueError, match="cannot import"):

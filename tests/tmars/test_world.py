@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from harness.baselines.tmars.masking import mask_image, regions_to_rects
 
 from harness.plugins import ScoringContext, instantiate
 from harness.pool import Pool
-from harness.tmars.masking import mask_image, regions_to_rects
 
 N_PER_GROUP = 120  # text_in_image and clean samples each; keeps the test within its time budget
 

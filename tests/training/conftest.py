@@ -10,7 +10,7 @@ import pytest
 import torch
 from training_micro import MICRO, MICRO_CFG, TINY_STANDIN  # noqa: F401  (re-exported for fixtures)
 
-from harness.training.synthetic_shards import write_shards
+from harness.benchmarks.synthetic_shards import write_shards
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from harness.training.bench import bench, markdown, samples_trained
+from harness.benchmarks.training import bench, markdown, samples_trained
 
 
 def test_samples_trained_follows_open_clip_rounding():

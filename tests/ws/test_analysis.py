@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
-from harness.ws.analysis import format_lf_table, lf_table
-from harness.ws.auc_report import auc, format_auc_table, noise_aucs
-from harness.ws.label_model import LabelModel
+from harness.baselines.ws.analysis import format_lf_table, lf_table
+from harness.baselines.ws.auc_report import auc, format_auc_table, noise_aucs
+from harness.baselines.ws.label_model import LabelModel
 
 #             a   b   c
 VOTES = np.array([

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from harness.ws.label_model import LabelModel, check_votes, majority_vote
+from harness.baselines.ws.label_model import LabelModel, check_votes, majority_vote
 
 ACC = np.array([0.6, 0.7, 0.75, 0.8, 0.9, 0.95])
 COV = np.array([0.3, 0.9, 0.5, 0.6, 0.4, 0.8])

@@ -8,13 +8,13 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 import pytest
+from harness.baselines.ws.analysis import format_lf_table, lf_table
+from harness.baselines.ws.auc_report import auc
 
 from harness import plugins
 from harness.plugins import MetadataBatch, Needs, PluginError, Scorer, ScoringContext, instantiate
 from harness.pool import Pool
 from harness.scoring import compute_terms, score
-from harness.ws.analysis import format_lf_table, lf_table
-from harness.ws.auc_report import auc
 
 ENGLISH = ["a red bicycle leaning against an old brick wall", "two brown horses running across a green field",
            "a bowl of fresh fruit on a wooden kitchen table", "a small sailing boat on a calm blue lake",

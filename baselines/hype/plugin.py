@@ -1,6 +1,6 @@
 """HYPE (Kim et al., ECCV 2024): hyperbolic entailment filtering, as `hype`, `hype_img` and `hype_in`.
 
-Terms stored in the score table (one column each, see harness/hype/README.md):
+Terms stored in the score table (one column each, see baselines/hype/README.md):
 
 - ``eps_i``  image specificity: mean over the reference texts t of the entailment energy E(t, image)
 - ``eps_t``  text specificity: mean over the reference images i of E(text, i)
@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+from harness.baselines.hype import DEFAULT_CHUNK
 
-from harness.hype import DEFAULT_CHUNK
 from harness.plugins import Needs, PluginError, Scorer, ScoringContext, get_filter, register
 from harness.pool import Sample, uids_to_array
 
@@ -45,7 +45,7 @@ COS_COLUMN = "clip_l14_similarity_score"
 # torch and the geometry load only when a HYPE scorer runs: loading the plugins (every harness
 # command, and selection over tens of millions of rows) then costs no torch import.
 def _geometry() -> Any:
-    from harness.hype import geometry
+    from harness.baselines.hype import geometry
 
     return geometry
 
@@ -172,7 +172,7 @@ class HypeScorer(Scorer):
         )
 
     def fingerprint(self, ctx: ScoringContext) -> str:
-        from harness.hype.model import LOADER_VERSION, _fingerprint_file
+        from harness.baselines.hype.model import LOADER_VERSION, _fingerprint_file
 
         spec = self._model_spec(ctx)
         ckpt = spec / "model.pt" if spec.is_dir() else spec
@@ -184,7 +184,7 @@ class HypeScorer(Scorer):
         return f"{_fingerprint_file(ckpt)}-{_fingerprint_file(ref)}-loader{LOADER_VERSION}"
 
     def setup(self, ctx: ScoringContext) -> None:
-        from harness.hype.model import load_meru, load_reference_set
+        from harness.baselines.hype.model import load_meru, load_reference_set
 
         if self._meru is not None:
             return
@@ -258,7 +258,7 @@ class HypeImageScorer(HypeScorer):
     terms: ClassVar[tuple[str, ...]] = ("eps_i",)
 
     def setup(self, ctx: ScoringContext) -> None:
-        from harness.hype.model import load_meru, load_reference_set
+        from harness.baselines.hype.model import load_meru, load_reference_set
 
         if self._meru is not None:
             return

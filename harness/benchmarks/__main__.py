@@ -16,13 +16,13 @@ import time
 from pathlib import Path
 
 BENCHMARKS: list[tuple[str, str]] = [
-    ("world", "harness.world.bench"),
-    ("selection and resharding", "harness.bench_selection"),
-    ("HYPE specificity", "harness.hype.bench"),
-    ("T-MARS detection and re-scoring", "harness.tmars.bench"),
-    ("training throughput", "harness.training.bench"),
-    ("evaluation", "harness.evaluation.bench"),
-    ("scoring engines (local vs Ray)", "harness.scoring_ray_bench"),
+    ("world", "harness.benchmarks.world"),
+    ("selection and resharding", "harness.benchmarks.selection"),
+    ("HYPE specificity", "harness.benchmarks.hype"),
+    ("T-MARS detection and re-scoring", "harness.benchmarks.tmars"),
+    ("training throughput", "harness.benchmarks.training"),
+    ("evaluation", "harness.benchmarks.evaluation"),
+    ("scoring engines (local vs Ray)", "harness.benchmarks.scoring_engines"),
 ]
 
 

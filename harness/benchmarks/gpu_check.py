@@ -1,6 +1,6 @@
 """`make gpu-check`: does the harness's GPU path work on this machine, and how fast is it?
 
-    python -m harness.gpu_check [--device auto|cuda|cpu] [--pool-samples N] [--train-steps K] [--keep DIR]
+    python -m harness.benchmarks.gpu_check [--device auto|cuda|cpu] [--pool-samples N] [--train-steps K] [--keep DIR]
 
 Runs, on the chosen device, the code a real run uses, on inputs generated in a temporary folder (no
 downloads, no world needed), and prints one line per stage with its throughput and peak memory:
@@ -141,8 +141,8 @@ def write_models(root: Path, profile: Profile, seed: int = 0) -> Path:
     meru (HYPE's hyperbolic CLIP + a random reference set of tangent vectors)."""
     import open_clip
     import torch
+    from harness.baselines.hype.model import MeruCLIP, hype_state_dict
 
-    from harness.hype.model import MeruCLIP, hype_state_dict
     from harness.models import register_configs
 
     register_configs()
@@ -168,9 +168,9 @@ def write_models(root: Path, profile: Profile, seed: int = 0) -> Path:
 def check_train(work: Path, profile: Profile, device: str) -> tuple[StageResult, Path]:
     import torch
 
+    from harness.benchmarks.synthetic_shards import write_shards
+    from harness.benchmarks.training import samples_trained, steady_rate
     from harness.training import get_recipe, read_record, train
-    from harness.training.bench import samples_trained, steady_rate
-    from harness.training.synthetic_shards import write_shards
 
     recipe = get_recipe(profile.scale)
     gpus = 1 if device.startswith("cuda") else 0
@@ -220,8 +220,8 @@ def check_scorer(name: str, pool_dir: Path, models: Path, profile: Profile, devi
 
 
 def check_evaluate(work: Path, checkpoint: Path, profile: Profile, device: str) -> StageResult:
+    from harness.benchmarks.evaluation import make_synthetic
     from harness.evaluation import evaluate
-    from harness.evaluation.bench import make_synthetic
 
     (work / "eval").mkdir(parents=True, exist_ok=True)
     data, _, suite = make_synthetic(work / "eval", n_tasks=2, n_images=profile.eval_images)
@@ -286,7 +286,7 @@ def format_results(device: str, results: list[StageResult]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m harness.gpu_check", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m harness.benchmarks.gpu_check", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="auto", help="auto (CUDA when present), cuda or cpu (default: auto)")
     ap.add_argument("--pool-samples", type=int, default=None, help="generated pool size for the scorers "

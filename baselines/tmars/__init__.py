@@ -2,17 +2,17 @@
 
 - ``detectors``: the ``TextDetector`` interface, a registry, PP-OCR detection (default, offline).
 - ``masking``: fill each text box with its own mean colour.
-The scorer plugin lives in ``baselines/tmars.py``; see README.md in this folder.
+The scorer plugin lives in ``plugin.py``; see README.md in this folder.
 """
 
-from harness.tmars.detectors import (
+from harness.baselines.tmars.detectors import (
     RapidOCRDetector,
     TextDetector,
     detector_names,
     get_detector,
     register_detector,
 )
-from harness.tmars.masking import MaskResult, mask_image, mask_images, regions_to_rects
+from harness.baselines.tmars.masking import MaskResult, mask_image, mask_images, regions_to_rects
 
 __all__ = [
     "MaskResult",

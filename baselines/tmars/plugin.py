@@ -1,6 +1,6 @@
 """T-MARS (Maini et al., ICLR 2024): drop samples whose only match with the caption is rendered text.
 
-Per sample: detect text regions (``harness.tmars`` detectors, PP-OCR by default), fill each
+Per sample: detect text regions (``harness.baselines.tmars`` detectors, PP-OCR by default), fill each
 region's bounding box with its own mean colour, and score the masked image against the ORIGINAL
 caption with the scoring CLIP (cosine of L2-normalised embeddings). Keep the high ones:
 ``tmars>=0.281`` is the paper's released DataComp-medium list (OpenAI ViT-B/32), ``tmars20`` keeps
@@ -25,11 +25,11 @@ import json
 from typing import Any, ClassVar
 
 import numpy as np
+from harness.baselines.tmars.detectors import TextDetector, get_detector
+from harness.baselines.tmars.masking import mask_image
 
 from harness.models import paired_cosine
 from harness.plugins import Needs, PluginError, Sample, Scorer, ScoringContext, register
-from harness.tmars.detectors import TextDetector, get_detector
-from harness.tmars.masking import mask_image
 
 SCORING_MODEL = "ref_b32"
 

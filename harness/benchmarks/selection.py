@@ -1,6 +1,6 @@
 """Benchmark: selection on a DataComp-small-sized metadata set, and resharding throughput.
 
-    python -m harness.bench_selection [--rows 12800000] [--files 16] [--dir .cache/bench]
+    python -m harness.benchmarks.selection [--rows 12800000] [--files 16] [--dir .cache/bench]
 
 Generates (once, reused) ``rows`` metadata rows (uid + the two CLIP score columns) as ``files``
 parquet files, then, each in a fresh subprocess so peak memory is the step's own:

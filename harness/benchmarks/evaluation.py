@@ -2,8 +2,8 @@
 own entry point run task by task with the model reloaded for each task (what DataComp's
 evaluate.py does).
 
-    python -m harness.evaluation.bench --model <world>/models/ref_b32 --suite tiny --data <world>/eval
-    python -m harness.evaluation.bench            # the default world's suite and ref_b32 when the world
+    python -m harness.benchmarks.evaluation --model <world>/models/ref_b32 --suite tiny --data <world>/eval
+    python -m harness.benchmarks.evaluation            # the default world's suite and ref_b32 when the world
                                                   # exists (make bench builds it first), else a synthetic
                                                   # suite + a small random CLIP
 

@@ -1,6 +1,6 @@
 """Benchmark: the cost of pinned numerics (harness/numerics.py), pinned against native, side by side.
 
-`python -m harness.world.bench_numerics [--profile test|default] [--what world,train|step] [--repeat N]`
+`python -m harness.benchmarks.numerics [--profile test|default] [--what world,train|step] [--repeat N]`
 
 Each measurement is a fresh process (`HARNESS_NUMERICS=pinned` or `native`; everything else the
 same: one thread per world worker, `numerics.TRAIN_THREADS` for training), alternating pinned and
@@ -30,7 +30,7 @@ _TRAIN = """
 import hashlib, torch
 from pathlib import Path
 from harness.training import train
-from harness.training.synthetic_shards import write_shards
+from harness.benchmarks.synthetic_shards import write_shards
 shards = write_shards(Path({out!r}) / "shards", n_samples=512, per_shard=128, image_size=64)
 ckpt = train(shards, {out!r} + "/run", "tiny", seed=0, num_samples={samples})
 sd = torch.load(ckpt, weights_only=True)["state_dict"]
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{what} {mode} #{i}: {times[mode][-1]}", file=sys.stderr, flush=True)
             rows.append((what, times))
     load = os.getloadavg()
-    print(f"Pinned vs native numerics (`python -m harness.world.bench_numerics --profile {args.profile} "
+    print(f"Pinned vs native numerics (`python -m harness.benchmarks.numerics --profile {args.profile} "
           f"--what {args.what} --repeat {args.repeat}`); load average at the end {load[0]:.1f}\n")
     print("| what | pinned wall / CPU s | native wall / CPU s | ratio wall / CPU | results |\n|---|---|---|---|---|")
     for what, times in rows:
@@ -139,7 +139,7 @@ def _steps(args: argparse.Namespace) -> int:
             best[label] = min(best.get(label, sec), sec)
             print(f"{label}: {sec}", file=sys.stderr, flush=True)
     print(f"CPU seconds per {args.config} training step, batch 128, one thread (`python -m "
-          f"harness.world.bench_numerics --what step --repeat {args.repeat}`; load average at the end "
+          f"harness.benchmarks.numerics --what step --repeat {args.repeat}`; load average at the end "
           f"{os.getloadavg()[0]:.1f})\n")
     print("| setting | CPU s / step | vs native |\n|---|---|---|")
     for label, sec in best.items():

@@ -6,7 +6,7 @@ coordinates (pixel (i, j) covers [i, i+1) x [j, j+1)):
 - shape (k, 4): axis-aligned boxes (x0, y0, x1, y1), or
 - shape (k, n, 2): polygons (n >= 3 vertices, e.g. the quadrilaterals PP-OCR and FAST return).
 
-An image with no text gets an array with k = 0. Masking (``harness.tmars.masking``) uses the
+An image with no text gets an array with k = 0. Masking (``harness.baselines.tmars.masking``) uses the
 axis-aligned bounding box of each region, so either form works.
 
 A detector may expose a ``fingerprint`` string (weights and settings); the tmars scorer puts it in
@@ -14,7 +14,7 @@ the score table's cache key.
 
 Adding a detector (FAST, as the T-MARS paper used, or any other)::
 
-    from harness.tmars import register_detector
+    from harness.baselines.tmars import register_detector
 
     @register_detector("fast")
     class FastDetector:
@@ -110,7 +110,7 @@ class RapidOCRDetector:
     ==========================  ======  ==========================  ==========
 
     256 px also boxes plain shapes on flat backgrounds (10% of the area of shapes-only renders in
-    harness.tmars.synthetic), hence the default of 192 + the inverted pass.
+    harness.benchmarks.text_images), hence the default of 192 + the inverted pass.
     """
 
     def __init__(

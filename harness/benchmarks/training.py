@@ -1,6 +1,6 @@
 """Training throughput: our driver against open_clip_train's own CLI, same shards, config and arguments.
 
-    python -m harness.training.bench [--shards DIR] [--scale tiny] [--samples N] [--repeats R]
+    python -m harness.benchmarks.training [--shards DIR] [--scale tiny] [--samples N] [--repeats R]
 
 Both sides run in a fresh Python process, so both pay the same start-up (imports, model build):
   - driver: `harness.training.train(...)` (plan, run record, seeded data pipeline, in-process
@@ -91,7 +91,7 @@ def default_shards(work: Path) -> Path:
     world = Path(os.environ.get("WORLD", ".cache/world-seed0")) / "pool" / "shards"
     if world.is_dir() and any(world.glob("*.tar")):
         return world
-    from harness.training.synthetic_shards import write_shards
+    from harness.benchmarks.synthetic_shards import write_shards
 
     out = work / "synthetic_shards"
     if not (out / "00000012.tar").exists():
@@ -162,7 +162,7 @@ def markdown(s: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m harness.training.bench", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m harness.benchmarks.training", description=__doc__.split("\n\n")[0])
     p.add_argument("--shards", type=Path, default=None, help="training shards (NNNNNNNN.tar)")
     p.add_argument("--scale", default="tiny", choices=sorted(SCALES))
     p.add_argument("--samples", type=int, default=None,

@@ -1,7 +1,7 @@
 """T-MARS throughput on this CPU: detection alone, and detection + masking + CLIP re-scoring.
 
-``python -m harness.tmars.bench [--n 64] [--world DIR] [--threads 1]`` prints a Markdown section.
-Images are 128 px renders (harness.tmars.synthetic), half with a word of text. The scoring CLIP is
+``python -m harness.benchmarks.tmars [--n 64] [--world DIR] [--threads 1]`` prints a Markdown section.
+Images are 128 px renders (harness.benchmarks.text_images), half with a word of text. The scoring CLIP is
 the world's ``ref_b32`` when a world is found (``--world``, default .cache/world-seed0), and an
 untrained open_clip ViT-B-32 otherwise (the same compute as OpenAI's B/32 on a real pool; its
 scores are meaningless, only the time counts).
@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from harness.baselines.tmars.detectors import get_detector
+from harness.baselines.tmars.masking import mask_images
 
-from harness.tmars.detectors import get_detector
-from harness.tmars.masking import mask_images
-from harness.tmars.synthetic import WORDS, render
+from harness.benchmarks.text_images import WORDS, render
 
 
 class _RandomB32:

@@ -41,10 +41,10 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from harness.baselines.hype import geometry as G
 from torch import Tensor, nn
 
 from harness import safeload
-from harness.hype import geometry as G
 
 LOGIT_SCALE_MAX = math.log(100.0)  # MERU/open_clip cap the contrastive temperature at 100
 ENTAIL_WEIGHT = 0.2

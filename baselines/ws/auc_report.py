@@ -5,7 +5,7 @@ scores above a sample carrying T (ties count one half): 1.0 = the score puts eve
 every T pair, 0.5 = chance, below 0.5 = it prefers the noise. "any noise" pools all noisy samples.
 A sample with a NaN score (the scorer could not read it, so no filter would select it) ranks lowest.
 
-    python -m harness.ws.auc_report --world WORLD \
+    python -m harness.baselines.ws.auc_report --world WORLD \
         --pool-column clip_b32_similarity_score --pool-column clip_l14_similarity_score \
         --table dfn=runs/WORLD/scores/dfn-<hash>.parquet:combined
 
@@ -127,7 +127,7 @@ def _load_table_arg(arg: str) -> tuple[str, pd.Series]:
         combined = _combined_from_record(path)
         if combined is not None:  # a harness score table: its filter's own combine() over the pool
             return name, pd.Series(combined, index=df["uid"].astype(str))
-        from harness.ws.labeling_functions import combined_column
+        from harness.baselines.ws.labeling_functions import combined_column
 
         column = combined_column(df, name)
     if column not in df.columns:
@@ -136,7 +136,7 @@ def _load_table_arg(arg: str) -> tuple[str, pd.Series]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m harness.ws.auc_report", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m harness.baselines.ws.auc_report", description=__doc__.split("\n")[0])
     p.add_argument("--world", type=Path, required=True, help="a tiny world (reads oracle.parquet, pool/metadata)")
     p.add_argument("--pool-column", action="append", default=[], help="a pool metadata column to score by")
     p.add_argument("--table", action="append", default=[], metavar="NAME=PATH[:COLUMN]",

@@ -6,6 +6,6 @@ analysis.py            lf_table: coverage, overlaps, conflicts, learned accuracy
 auc_report.py          per-noise-type AUCs of any scores against the tiny world's oracle
 """
 
-from harness.ws.label_model import LabelModel, majority_vote
+from harness.baselines.ws.label_model import LabelModel, majority_vote
 
 __all__ = ["LabelModel", "majority_vote"]

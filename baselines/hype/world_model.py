@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from harness.baselines.hype.model import MeruCLIP, hype_state_dict
 
-from harness.hype.model import MeruCLIP, hype_state_dict
 from harness.stages import atomic_path
 
 MODEL_NAME = "hype-tiny"
@@ -97,8 +97,7 @@ def _reference_pairs(seed: int, n: int, size: int) -> list[_Pair]:
 
 def _image_size(model_name: str) -> int:
     import open_clip
-
-    from harness.hype.model import register_configs
+    from harness.baselines.hype.model import register_configs
 
     register_configs()
     size = open_clip.get_model_config(model_name)["vision_cfg"]["image_size"]
@@ -131,8 +130,7 @@ def train_meru(
 ) -> tuple[MeruCLIP, Any, Any, dict[str, Any]]:
     """Train a MeruCLIP on pairs; returns (model, preprocess, tokenizer, training record)."""
     import open_clip
-
-    from harness.hype.model import _preprocess_and_tokenizer
+    from harness.baselines.hype.model import _preprocess_and_tokenizer
 
     torch.manual_seed(seed)
     rng = np.random.default_rng([seed, 17])

@@ -1,6 +1,6 @@
 """Benchmark: build the default tiny world from scratch, then call again (cached). Prints Markdown.
 
-`python -m harness.world.bench [--out DIR] [--profile default|test]`; a temporary directory by default.
+`python -m harness.benchmarks.world [--out DIR] [--profile default|test]`; a temporary directory by default.
 """
 
 from __future__ import annotations

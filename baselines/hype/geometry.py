@@ -23,7 +23,7 @@ EPS = 1e-8
 SINH_MAX = math.asinh(2**15)
 # Radius of the neighbourhood of the origin where cones are left undefined (MERU's min_radius).
 APERTURE_K = 0.1
-from harness.hype import DEFAULT_CHUNK  # noqa: E402  (re-exported: G.DEFAULT_CHUNK)
+from harness.baselines.hype import DEFAULT_CHUNK  # noqa: E402  (re-exported: G.DEFAULT_CHUNK)
 
 
 def _f32(t: Tensor) -> Tensor:

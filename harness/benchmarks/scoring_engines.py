@@ -1,6 +1,6 @@
 """Scoring throughput of a model scorer: the local engine beside Ray with 1 and 2 workers.
 
-    python -m harness.scoring_ray_bench [--world DIR] [--scorer dfn] [--samples 2000] [--workers 1,2]
+    python -m harness.benchmarks.scoring_engines [--world DIR] [--scorer dfn] [--samples 2000] [--workers 1,2]
 
 The pool is a slice of a world (every metadata file, the first ``--samples`` shard samples), so a run
 takes a minute or two on a laptop. Each engine scores it from scratch (no cache); a Ray time includes
@@ -112,7 +112,7 @@ def format_table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m harness.scoring_ray_bench", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m harness.benchmarks.scoring_engines", description=__doc__.split("\n")[0])
     ap.add_argument("--world", help="a world directory (default: .cache/world-seed0, else .cache/test-world-seed0)")
     ap.add_argument("--scorer", default="dfn", help="a model scorer (default dfn)")
     ap.add_argument("--samples", type=int, default=2000, help="shard samples to score (default 2000)")

@@ -1,6 +1,6 @@
 """Specificity benchmark: throughput (pool items x reference items per second) and peak memory.
 
-``python -m harness.hype.bench [--dim 768] [--ref 4096] [--pools 2000,20000] [--chunk 1024]``
+``python -m harness.benchmarks.hype [--dim 768] [--ref 4096] [--pools 2000,20000] [--chunk 1024]``
 prints a Markdown snippet for BENCHMARKS.md. Embeddings are random tangent vectors of HYPE's
 ViT-L/14 width (768); the cost of the geometry does not depend on what the vectors mean.
 
@@ -19,8 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-
-from harness.hype import geometry as G
+from harness.baselines.hype import geometry as G
 
 
 def _rss_bytes() -> int:
@@ -87,7 +86,7 @@ def run(pools: list[int], n_ref: int, dim: int, chunk: int, device: str) -> list
     rows = []
     plan = [(n, chunk) for n in pools] + [(max(pools), max(max(pools), n_ref))]
     for n, c in plan:
-        cmd = [sys.executable, "-m", "harness.hype.bench", "--one", str(n), "--ref", str(n_ref),
+        cmd = [sys.executable, "-m", "harness.benchmarks.hype", "--one", str(n), "--ref", str(n_ref),
                "--dim", str(dim), "--chunk", str(c), "--device", device]
         res = subprocess.run(cmd, check=True, capture_output=True, text=True)
         rows.append(json.loads(res.stdout.strip().splitlines()[-1]))

@@ -1,9 +1,9 @@
 """WS: a weak-supervision ensemble of filters (after Huang et al. 2024, "Multimodal data curation via
 object detection and filter ensembles").
 
-Other filters act as labeling functions that vote good / bad / abstain (harness/ws/labeling_functions.py:
+Other filters act as labeling functions that vote good / bad / abstain (baselines/ws/labeling_functions.py:
 language, caption length, image size and aspect, CLIP B/32 and L/14 score bands, and the T-MARS, DFN
-and HYPE score bands when those scorers can run); a label model (harness/ws/label_model.py,
+and HYPE score bands when those scorers can run); a label model (baselines/ws/label_model.py,
 Dawid-Skene fitted by EM) turns the votes into the posterior that a sample is good.
 
 Terms: one vote column per labeling function (`lf_<name>`, -1/0/+1; 0 everywhere for a function not
@@ -38,10 +38,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
-from harness.plugins import MetadataBatch, Needs, PluginError, Scorer, ScoringContext, register
-from harness.ws.label_model import LabelModel
-from harness.ws.labeling_functions import (
+from harness.baselines.ws.label_model import LabelModel
+from harness.baselines.ws.labeling_functions import (
     LABELING_FUNCTIONS,
     META_COLUMNS,
     SCORER_LFS,
@@ -50,6 +48,8 @@ from harness.ws.labeling_functions import (
     lf_inputs,
     score_thresholds,
 )
+
+from harness.plugins import MetadataBatch, Needs, PluginError, Scorer, ScoringContext, register
 
 LF_NAMES: tuple[str, ...] = tuple(LABELING_FUNCTIONS)
 # image-text alignment scores under different models: strongly correlated, so one dependent group
