@@ -22,7 +22,8 @@ different subsets). Pinning fixes each choice:
 - NumPy: its AVX-512 dispatch targets are disabled (`NPY_DISABLE_CPU_FEATURES`), so its SIMD math
   runs the AVX2 code on every target machine.
 - Threads: a fixed count per use (world models: 1 per worker process; tiny-scale training:
-  `TRAIN_THREADS`), never the machine's core count.
+  `TRAIN_THREADS`; model scoring and evaluation on CPU: `INFERENCE_THREADS`), never the machine's
+  core count.
 
 `HARNESS_NUMERICS=native` turns all of this off (each library picks for the machine again; faster
 on AVX-512, not reproducible across machines). The environment variables take effect only before
@@ -45,6 +46,7 @@ MKL_BRANCH = "COMPATIBLE"
 MKL_CBWR_COMPATIBLE = 3  # oneMKL's MKL_CBWR_COMPATIBLE constant (mkl_cbwr.h)
 TRAIN_THREADS = 2        # intra-op threads of pinned tiny-scale training (the same on every machine)
 WORLD_THREADS = 1        # per world-model worker process
+INFERENCE_THREADS = 2    # model scoring and evaluation on CPU (local engine; each Ray scoring actor)
 
 # NumPy's AVX-512 dispatch targets (numpy._core._multiarray_umath.__cpu_dispatch__ on x86-64)
 _NPY_AVX512 = "AVX512F AVX512CD AVX512_KNL AVX512_KNM AVX512_SKX AVX512_CLX AVX512_CNL AVX512_ICL AVX512_SPR"
@@ -190,3 +192,17 @@ def init_worker(threads: int = WORLD_THREADS) -> None:
 
 def torch_imported() -> bool:
     return "torch" in sys.modules
+
+
+def inference(device: Any) -> contextlib.AbstractContextManager[Any]:
+    """The context of model inference (pool scoring, evaluation): pinned kernels and
+    `INFERENCE_THREADS` threads on CPU, so scores and metrics are the same bits on every machine;
+    nothing on an accelerator, whose kernels this module does not choose."""
+    if str(device).split(":")[0] != "cpu":
+        return contextlib.nullcontext()
+    return pinned(INFERENCE_THREADS)
+
+
+def mode() -> dict[str, str] | str:
+    """What a cache key records about the numerics: the pinned settings, or "native"."""
+    return dict(PINNED_ENV) if enabled() else "native"

@@ -19,6 +19,7 @@ naming the plugin and the term.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import json
@@ -34,6 +35,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from harness import numerics
 from harness.plugins import Filter, PluginError, Predicate, Scorer, ScoringContext, instantiate
 from harness.pool import (
     MetadataBatch,
@@ -110,7 +112,7 @@ def code_fingerprint(filt: Filter) -> str:
 def cache_key(name: str, settings: dict[str, Any], model_fp: str, pool_fp: str, code_fp: str = "") -> str:
     blob = json.dumps(
         {"scorer": name, "settings": settings, "model": model_fp, "pool": pool_fp, "code": code_fp,
-         "v": ENGINE_VERSION},
+         "v": ENGINE_VERSION, "numerics": numerics.mode()},  # pinned or native kernels give other bits
         sort_keys=True,
         default=_json_default,
     )
@@ -398,6 +400,7 @@ def _record(filt: Filter, ctx: ScoringContext, pool_fp: str) -> dict[str, Any]:
         "model": _model_identity(filt),  # after the fingerprint: a scorer may load its model for it
         "pool_fingerprint": pool_fp,
         "code_fingerprint": code_fp,
+        "numerics": numerics.mode(),
         "kind": type(filt).kind(),
         "terms": list(_term_names(filt)),
         "key": cache_key(filt.name, settings, model_fp, pool_fp, code_fp),
@@ -457,7 +460,10 @@ def compute_many(
                 if cache_dir is not None
                 else Path(tempfile.mkdtemp(prefix=f"score-{filt.name}-"))
             )
-            terms, info = _run_samples(filt, pool, ctx, work, progress, ray)
+            # pinned kernels and threads on CPU: the same scores on every machine (harness/numerics.py);
+            # Ray's actors pin themselves
+            with numerics.inference(ctx.device) if ray is None else contextlib.nullcontext():
+                terms, info = _run_samples(filt, pool, ctx, work, progress, ray)
             record.update(info)
             results[i] = _finish(pool, filt, terms, record, path)
             shutil.rmtree(work, ignore_errors=True)

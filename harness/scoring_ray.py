@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from harness import numerics
 from harness.plugins import Filter, Scorer, ScoringContext
 from harness.pool import (
     IMAGE_EXTS,
@@ -206,6 +207,8 @@ class _ShardScorer:
     def __init__(self, filt: Scorer, ctx: ScoringContext, terms: tuple[str, ...]):
         self.filt, self.ctx, self.terms = filt, ctx, terms
         self.images = type(filt).needs.images
+        if str(ctx.device).split(":")[0] == "cpu":  # the local engine's kernels and threads (harness/numerics.py)
+            numerics.init_worker(numerics.INFERENCE_THREADS)
         filt.setup(ctx)
 
     def _sample(self, r: dict[str, Any], notes: list[str]) -> tuple[str, Sample | None]:

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harness import numerics
 from harness.compat import resolve_compat
 from harness.console import fmt_metric, progress
 from harness.stages import atomic_write_text
@@ -120,17 +121,19 @@ def evaluate(
     todo = [t for t in todo if t.key not in failed]
     t_load = 0.0
     if todo:
-        t0 = time.perf_counter()
-        encoder = load_encoder(model_spec, device=device)
-        t_load = time.perf_counter() - t0
-        stream, jobs = _suite_stream(todo, data_root, encoder, batch_size, num_workers)
-        ctx = RunContext(encoder, batch_size=batch_size, num_workers=num_workers, stream=stream, jobs=jobs,
-                         compat=compat)
-        try:
-            _run_tasks(todo, data_root, ctx, results_path, done, timings, failed, partial)
-        finally:
-            if stream is not None:
-                stream.close()
+        # pinned kernels and threads on CPU: the same metrics on every machine (harness/numerics.py)
+        with numerics.inference(device):
+            t0 = time.perf_counter()
+            encoder = load_encoder(model_spec, device=device)
+            t_load = time.perf_counter() - t0
+            stream, jobs = _suite_stream(todo, data_root, encoder, batch_size, num_workers)
+            ctx = RunContext(encoder, batch_size=batch_size, num_workers=num_workers, stream=stream, jobs=jobs,
+                             compat=compat)
+            try:
+                _run_tasks(todo, data_root, ctx, results_path, done, timings, failed, partial)
+            finally:
+                if stream is not None:
+                    stream.close()
     if failed and not partial:
         raise TaskDataError(suite.name, data_root, failed, "The other tasks' results are kept; fix "
                             "these and run again, or pass --partial to publish a partial row without them.")
