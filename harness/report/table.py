@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.plugins import filter_label, filter_names
 from harness.report.runs import AGGREGATES, RunResult, run_from_summary
 
 COLUMNS: tuple[str, ...] = (
@@ -30,13 +31,6 @@ MISSING = "–"
 # Evaluation modes (harness/compat.py) other than DataComp's own get a mark and a footnote.
 MODE_MARKS: dict[str, str] = {"corrected": "§", "mixed": "¶"}
 
-# Paper-style names of the filter plugins; unknown names are shown as written.
-FILTER_NAMES: dict[str, str] = {
-    "no_filter": "No filtering", "basic": "Basic", "text_based": "Text-based",
-    "image_based": "Image-based", "clip_b32": "CLIP B/32", "clip_l14": "CLIP L/14",
-    "laion2b": "LAION-2B", "tmars": "T-MARS", "dfn": "DFN", "hype": "HYPE", "ws": "WS",
-    "random": "Random", "cids": "CIDS",
-}
 _OPERATORS = {"+": " + ", "&": " ∩ ", "-": " - "}
 _TOKEN = re.compile(
     r"\s*(uids:[^\s()&+]+"
@@ -48,17 +42,18 @@ _THRESHOLD_ATOM = re.compile(r"^([A-Za-z_][A-Za-z0-9_.]*)\s*(>=|<=|>|<)\s*(.+)$"
 
 
 def _atom_label(atom: str) -> str:
+    # a filter's paper-style name is its `label` (harness.plugins); a name no loaded plugin has shows as written
     if atom.startswith("uids:"):
         return "uids:" + Path(atom[5:]).stem
     if m := _THRESHOLD_ATOM.match(atom):
         name, op, value = m.groups()
         op = {">=": "≥", "<=": "≤"}.get(op, op)
-        return f"{FILTER_NAMES.get(name, name)} {op} {value}"
-    if atom in FILTER_NAMES:
-        return FILTER_NAMES[atom]
+        return f"{filter_label(name)} {op} {value}"
+    if atom in filter_names():
+        return filter_label(atom)
     if m := _PERCENT_ATOM.match(atom):
         name, percent = m.groups()
-        return f"{FILTER_NAMES.get(name, name)} {percent}%"
+        return f"{filter_label(name)} {percent}%"
     return atom
 
 
