@@ -32,7 +32,9 @@ from harness.stages import (
     run_lock,
     source_fingerprint,
 )
-from harness.versions import package_versions
+from harness.summary import FILE_NAME as SUMMARY_FILE
+from harness.summary import Summary, TaskResult
+from harness.versions import ABSENT, git_commit, harness_version, package_versions
 
 log = logging.getLogger("harness.run")
 
@@ -213,8 +215,8 @@ def _run_locked(cfg: RunConfig, out: Path, pool_dir: Path, models_dir: Path | No
                         device=cfg.device, partial=cfg.partial, num_workers=cfg.workers, compat=compat,
                         discard=(out / "eval_results.jsonl", out / "eval_summary.json"))
 
-    summary = _summary(cfg, out, pool_dir, selection, resharding, evaluation, timings)
-    atomic_write_json(out / "summary.json", summary)
+    summary = _summary(cfg, out, pool_dir, selection, resharding, evaluation, timings).to_json()
+    atomic_write_json(out / SUMMARY_FILE, summary)
     return summary
 
 
@@ -254,28 +256,30 @@ def evaluation_code_fingerprint() -> str:
 
 def _summary(cfg: RunConfig, out: Path, pool_dir: Path, selection: dict[str, Any],
              resharding: dict[str, Any], evaluation: dict[str, Any],
-             timings: dict[str, float]) -> dict[str, Any]:
+             timings: dict[str, float]) -> Summary:
     import numpy as np
 
     from harness.world import world_fingerprint
 
     subset = np.load(out / "subset.npy")
     unique = int(len(np.unique(subset))) if len(subset) else 0
-    record = {
-        "filter": cfg.filter,
-        "scale": cfg.scale,
-        "seed": cfg.seed,
-        "pool": str(Path(pool_dir).resolve()),
-        "samples": int(len(subset)),
-        "unique_samples": unique,
-        "uniform": unique == len(subset),
-        "aggregates": evaluation.get("aggregates", {}),
-        "partial": bool(evaluation.get("partial", False)),
-        "missing_tasks": evaluation.get("missing_tasks", []),
-        "tasks": evaluation.get("tasks", {}),
-        "suite": evaluation.get("suite"),
-        "compat": evaluation.get("compat"),  # the evaluation's compatibility mode (datacomp / corrected)
-        "provenance": {
+    return Summary(
+        harness_version=None if harness_version() == ABSENT else harness_version(),  # None: not installed
+        git_commit=git_commit(),
+        filter=cfg.filter,
+        scale=cfg.scale,
+        seed=cfg.seed,
+        pool=str(Path(pool_dir).resolve()),
+        samples=int(len(subset)),
+        unique_samples=unique,
+        uniform=unique == len(subset),
+        aggregates=evaluation.get("aggregates", {}),
+        partial=bool(evaluation.get("partial", False)),
+        missing_tasks=evaluation.get("missing_tasks", []),
+        tasks={key: TaskResult(**rec) for key, rec in evaluation.get("tasks", {}).items()},
+        suite=evaluation.get("suite"),
+        compat=evaluation.get("compat"),  # the evaluation's compatibility mode (datacomp / corrected)
+        provenance={
             "world": str(Path(cfg.world).resolve()) if cfg.world else None,
             # the world's content: the README's table names the fingerprint of the world it was made on
             "world_fingerprint": world_fingerprint(cfg.world) if cfg.world else None,
@@ -287,5 +291,4 @@ def _summary(cfg: RunConfig, out: Path, pool_dir: Path, selection: dict[str, Any
             "config_fingerprint": fingerprint({"filter": cfg.filter, "scale": cfg.scale, "seed": cfg.seed}),
             "python": sys.version.split()[0],
         },
-    }
-    return record
+    )

@@ -30,9 +30,11 @@ import yaml
 
 from harness.layout import shipped_folder
 from harness.registry import Registry
+from harness.summary import AGGREGATES
 
-# The aggregate groups DataComp reports, in its table order (ImageNet is a single task).
-GROUPS = ("ImageNet", "IN dist. shifts", "VTAB", "Retrieval")
+# The aggregate groups DataComp reports, in its table order (ImageNet is a single task): the groups of
+# harness.summary.AGGREGATES (the Average has none).
+GROUPS: tuple[str, ...] = tuple(a.group for a in AGGREGATES if a.group is not None)
 FORMATS = ("wds", "hf")
 TASKS_DIR = shipped_folder("tasks")
 

@@ -18,13 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.plugins import filter_label, filter_names
-from harness.report.runs import AGGREGATES, RunResult, run_from_summary
+from harness.report.runs import RunResult, run_from_summary
+from harness.summary import AGGREGATES
 
 COLUMNS: tuple[str, ...] = (
     "Method", "DataComp Scale", "Sample Size", "Uniform",
     "ImageNet", "ImageNet Dist. Shift", "VTAB", "Retrieval", "Average",
 )
-METRIC_COLUMNS: tuple[str, ...] = tuple(header for _, header in AGGREGATES)
+METRIC_COLUMNS: tuple[str, ...] = tuple(a.header for a in AGGREGATES)
 SCALE_ORDER: tuple[str, ...] = ("tiny", "small", "medium", "large", "xlarge")
 DAGGER = "†"
 MISSING = "–"
@@ -152,7 +153,7 @@ def rows_from_runs(runs: Sequence[RunResult]) -> list[Row]:
             scale=scale,
             samples=Stat.of(r.samples for r in members),
             uniform=uniforms.pop() if len(uniforms) == 1 else None,
-            values={header: Stat.of(r.aggregates.get(key) for r in members) for key, header in AGGREGATES},
+            values={a.header: Stat.of(r.aggregates.get(a.key) for r in members) for a in AGGREGATES},
             filter=filt,
             partial=any(r.partial for r in members) or bool(missing),
             missing_tasks=missing,
