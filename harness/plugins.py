@@ -135,7 +135,7 @@ class Filter:
 
     name: ClassVar[str]
     # How report tables name it ("CLIP L/14", "T-MARS"); "" shows the name. A subclass that takes a
-    # new name does not inherit its parent's label (hype_img is not "HYPE"): see filter_label().
+    # new name does not inherit its parent's label (hype_img is not "HYPE"): see declared_label().
     label: ClassVar[str] = ""
     description: ClassVar[str] = ""
     needs: ClassVar[Needs] = Needs()

@@ -33,7 +33,7 @@ from harness.stages import (
     source_fingerprint,
 )
 from harness.summary import FILE_NAME as SUMMARY_FILE
-from harness.summary import Summary, TaskResult
+from harness.summary import SCHEMA_VERSION, Summary
 from harness.versions import ABSENT, git_commit, harness_version, package_versions
 
 log = logging.getLogger("harness.run")
@@ -263,23 +263,24 @@ def _summary(cfg: RunConfig, out: Path, pool_dir: Path, selection: dict[str, Any
 
     subset = np.load(out / "subset.npy")
     unique = int(len(np.unique(subset))) if len(subset) else 0
-    return Summary(
-        harness_version=None if harness_version() == ABSENT else harness_version(),  # None: not installed
-        git_commit=git_commit(),
-        filter=cfg.filter,
-        scale=cfg.scale,
-        seed=cfg.seed,
-        pool=str(Path(pool_dir).resolve()),
-        samples=int(len(subset)),
-        unique_samples=unique,
-        uniform=unique == len(subset),
-        aggregates=evaluation.get("aggregates", {}),
-        partial=bool(evaluation.get("partial", False)),
-        missing_tasks=evaluation.get("missing_tasks", []),
-        tasks={key: TaskResult(**rec) for key, rec in evaluation.get("tasks", {}).items()},
-        suite=evaluation.get("suite"),
-        compat=evaluation.get("compat"),  # the evaluation's compatibility mode (datacomp / corrected)
-        provenance={
+    record = {
+        "schema_version": SCHEMA_VERSION,
+        "harness_version": None if harness_version() == ABSENT else harness_version(),  # None: not installed
+        "git_commit": git_commit(),
+        "filter": cfg.filter,
+        "scale": cfg.scale,
+        "seed": cfg.seed,
+        "pool": str(Path(pool_dir).resolve()),
+        "samples": int(len(subset)),
+        "unique_samples": unique,
+        "uniform": unique == len(subset),
+        "aggregates": evaluation.get("aggregates", {}),
+        "partial": bool(evaluation.get("partial", False)),
+        "missing_tasks": evaluation.get("missing_tasks", []),
+        "tasks": evaluation.get("tasks", {}),
+        "suite": evaluation.get("suite"),
+        "compat": evaluation.get("compat"),  # the evaluation's compatibility mode (datacomp / corrected)
+        "provenance": {
             "world": str(Path(cfg.world).resolve()) if cfg.world else None,
             # the world's content: the README's table names the fingerprint of the world it was made on
             "world_fingerprint": world_fingerprint(cfg.world) if cfg.world else None,
@@ -291,4 +292,6 @@ def _summary(cfg: RunConfig, out: Path, pool_dir: Path, selection: dict[str, Any
             "config_fingerprint": fingerprint({"filter": cfg.filter, "scale": cfg.scale, "seed": cfg.seed}),
             "python": sys.version.split()[0],
         },
-    )
+    }
+    # through the reader's checks: a summary is written only if `harness report` can read it back
+    return Summary.from_json(record, f"summary of {out}")
