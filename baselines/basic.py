@@ -37,6 +37,7 @@ def texts_of(batch: MetadataBatch) -> list[str]:
 @register
 class Basic(Predicate):
     name = "basic"
+    label = "Basic"
     description = "DataComp basic filtering: English, >2 words, >5 chars, short side >=200 px, aspect <=3"
     needs = Needs(columns=("text", "original_width", "original_height"))
 

@@ -27,6 +27,7 @@ class _ClipScore(Scorer):
 @register
 class ClipB32(_ClipScore):
     name = "clip_b32"
+    label = "CLIP B/32"
     column = "clip_b32_similarity_score"
     description = "CLIP ViT-B/32 image-text score from the metadata (clip_b32_30, clip_b32>=0.28)"
     needs = Needs(columns=(column,))
@@ -35,6 +36,7 @@ class ClipB32(_ClipScore):
 @register
 class ClipL14(_ClipScore):
     name = "clip_l14"
+    label = "CLIP L/14"
     column = "clip_l14_similarity_score"
     description = "CLIP ViT-L/14 image-text score from the metadata (clip_l14_30 = DataComp's best CLIP baseline)"
     needs = Needs(columns=(column,))

@@ -29,6 +29,7 @@ PUBLIC_FILTER = "hf-hub:apple/DFN-public"
 @register
 class DataFilteringNetwork(Scorer):
     name = "dfn"
+    label = "DFN"
     description = "DFN: image-text cosine under a filtering network trained on high-quality pairs (Fang et al. 2024)"
     needs = Needs(images=True, captions=True, models=(MODEL_NAME,))
     default_percent: ClassVar[float | None] = 15.0

@@ -134,6 +134,7 @@ def _texts(batch: MetadataBatch) -> list[str]:
 @register
 class ImageBased(Predicate):
     name = "image_based"
+    label = "Image-based"
     description = "DataComp image-based: L/14 image k-means clusters that hold ImageNet-like images (+ caption check)"
     needs = Needs(columns=("text",), features=("l14_img",), models=("imagenet_like",))
 

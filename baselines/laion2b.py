@@ -23,6 +23,7 @@ THRESHOLD = 0.28
 @register
 class Laion2b(Predicate):
     name = "laion2b"
+    label = "LAION-2B"
     description = "LAION-2B style: English caption (gcld3) and clip_b32_similarity_score >= 0.28"
     needs = Needs(columns=("text", "clip_b32_similarity_score"))
 

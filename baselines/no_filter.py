@@ -10,6 +10,7 @@ from harness.plugins import MetadataBatch, Needs, Predicate, ScoringContext, reg
 @register
 class NoFilter(Predicate):
     name = "no_filter"
+    label = "No filtering"
     description = "keep every sample (DataComp's no-filtering baseline)"
     needs = Needs()
     cache = False  # nothing to compute

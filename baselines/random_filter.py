@@ -62,6 +62,7 @@ def uid_uniform(uids: np.ndarray, seed: int, scratch: list[np.ndarray] | None = 
 @register
 class RandomScorer(Scorer):
     name = "random"
+    label = "Random"
     description = "uniform random score per uid, seeded (random30 = a random 30% of the pool)"
     needs = Needs()
     terms = ("score",)

@@ -30,6 +30,7 @@ def names_imagenet21k_class(text: str, classes: frozenset[int], wn: Any) -> bool
 @register
 class TextBased(Predicate):
     name = "text_based"
+    label = "Text-based"
     description = "DataComp text-based: English caption (fastText) with a word whose first WordNet synset is an ImageNet-21k class"
     needs = Needs(columns=("text",))
 

@@ -42,9 +42,11 @@ def _print_json(obj: Any) -> None:
 
 def _runs_json(run_dirs: list[Path]) -> list[dict[str, Any]]:
     """One record per run for --json: what the table shows, at full precision."""
+    from harness.summary import Summary
+
     out = []
     for d in run_dirs:
-        summary = json.loads((Path(d) / "summary.json").read_text())
+        summary = Summary.read(Path(d) / "summary.json").to_json()
         out.append({k: summary.get(k) for k in ("filter", "scale", "seed", "samples", "unique_samples", "uniform",
                                                  "partial", "aggregates")} | {"run_dir": str(d)})
     return out

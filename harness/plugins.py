@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from harness.pool import MetadataBatch, Pool, Sample
+from harness.registry import Registry
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -133,6 +134,9 @@ class Filter:
     """Common base of Scorer and Predicate."""
 
     name: ClassVar[str]
+    # How report tables name it ("CLIP L/14", "T-MARS"); "" shows the name. A subclass that takes a
+    # new name does not inherit its parent's label (hype_img is not "HYPE"): see declared_label().
+    label: ClassVar[str] = ""
     description: ClassVar[str] = ""
     needs: ClassVar[Needs] = Needs()
     default_percent: ClassVar[float | None] = None
@@ -205,8 +209,16 @@ class Predicate(Filter):
 # ---------------------------------------------------------------------------------------------
 # registry
 
-_REGISTRY: dict[str, type[Filter]] = {}
 _FAILED: dict[str, str] = {}  # module or file -> error, for "unknown filter" messages
+
+
+def _failed_hint() -> str:
+    if not _FAILED:
+        return ""
+    return "; plugin modules that failed to import: " + "; ".join(f"{k}: {v}" for k, v in _FAILED.items())
+
+
+_REGISTRY: Registry[type[Filter]] = Registry("filter", PluginError, hint=_failed_hint)
 _LOADED_FILES: set[str] = set()
 _builtins_loaded = False
 _entry_points_loaded = False
@@ -219,6 +231,8 @@ def _validate(cls: type) -> None:
     name = getattr(cls, "name", None)
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise PluginError(f"{where}: name {name!r} must match {NAME_RE.pattern} (lowercase, digits, _)")
+    if not isinstance(cls.label, str):
+        raise PluginError(f"{where}: label must be a string, got {cls.label!r}")
     if not isinstance(cls.needs, Needs):
         raise PluginError(f"{where}: needs must be a Needs(...) instance")
     dp = cls.default_percent
@@ -241,7 +255,7 @@ def _validate(cls: type) -> None:
 def register(cls: type[Filter]) -> type[Filter]:
     """Class decorator: add a filter to the registry under ``cls.name``."""
     _validate(cls)
-    old = _REGISTRY.get(cls.name)
+    old = _REGISTRY.get(cls.name, None)
     if old is not None and old is not cls:
         same = (old.__module__, old.__qualname__) == (cls.__module__, cls.__qualname__)
         if not same:
@@ -249,13 +263,14 @@ def register(cls: type[Filter]) -> type[Filter]:
                 f"filter name {cls.name!r} is taken by {old.__module__}.{old.__qualname__}; "
                 f"{cls.__module__}.{cls.__qualname__} must use another name"
             )
-    _REGISTRY[cls.name] = cls
+    # the same class defined again (a reloaded module) replaces the old definition
+    _REGISTRY.register(cls.name, cls, replace=True)
     return cls
 
 
 def unregister(name: str) -> None:
     """Remove a filter (tests)."""
-    _REGISTRY.pop(name, None)
+    _REGISTRY.unregister(name)
 
 
 def _load_builtins() -> None:
@@ -336,24 +351,34 @@ def load_plugins(paths: list[str] | tuple[str, ...] = ()) -> None:
 
 def filter_names() -> list[str]:
     load_plugins()
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def get_filter(name: str) -> type[Filter]:
+    """The filter class registered as ``name``; an unknown name is a PluginError naming the closest
+    and all known names, and the plugin modules that failed to import."""
     load_plugins()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        import difflib
+    return _REGISTRY.get(name)
 
-        near = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
-        msg = f"unknown filter {name!r}"
-        if near:
-            msg += f"; did you mean {', '.join(near)}?"
-        msg += f" (known: {', '.join(sorted(_REGISTRY))})"
-        if _FAILED:
-            msg += "; plugin modules that failed to import: " + "; ".join(f"{k}: {v}" for k, v in _FAILED.items())
-        raise PluginError(msg) from None
+
+def declared_label(cls: type[Filter]) -> str:
+    """``cls``'s table label: a ``label`` declared by the class that gives it its name or by a subclass
+    of that class, else the name itself."""
+    for klass in cls.__mro__:
+        label = vars(klass).get("label")
+        if label:
+            return label
+        if "name" in vars(klass):  # labels above the class that named the filter belong to other names
+            break
+    return cls.name
+
+
+def filter_label(name: str) -> str:
+    """The table label of the filter called ``name``; a name no loaded plugin has is shown as written
+    (a run made with a plugin file the report was not given)."""
+    load_plugins()
+    cls = _REGISTRY.get(name, None)
+    return declared_label(cls) if cls is not None else name
 
 
 def failed_plugins() -> dict[str, str]:

@@ -32,7 +32,9 @@ from harness.stages import (
     run_lock,
     source_fingerprint,
 )
-from harness.versions import package_versions
+from harness.summary import FILE_NAME as SUMMARY_FILE
+from harness.summary import SCHEMA_VERSION, Summary
+from harness.versions import ABSENT, git_commit, harness_version, package_versions
 
 log = logging.getLogger("harness.run")
 
@@ -214,8 +216,8 @@ def _run_locked(cfg: RunConfig, out: Path, pool_dir: Path, models_dir: Path | No
                         device=cfg.device, partial=cfg.partial, num_workers=cfg.workers, compat=compat,
                         discard=(out / "eval_results.jsonl", out / "eval_summary.json"))
 
-    summary = _summary(cfg, out, pool_dir, selection, resharding, evaluation, timings)
-    atomic_write_json(out / "summary.json", summary)
+    summary = _summary(cfg, out, pool_dir, selection, resharding, evaluation, timings).to_json()
+    atomic_write_json(out / SUMMARY_FILE, summary)
     return summary
 
 
@@ -255,7 +257,7 @@ def evaluation_code_fingerprint() -> str:
 
 def _summary(cfg: RunConfig, out: Path, pool_dir: Path, selection: dict[str, Any],
              resharding: dict[str, Any], evaluation: dict[str, Any],
-             timings: dict[str, float]) -> dict[str, Any]:
+             timings: dict[str, float]) -> Summary:
     import numpy as np
 
     from harness.world import world_fingerprint
@@ -263,6 +265,9 @@ def _summary(cfg: RunConfig, out: Path, pool_dir: Path, selection: dict[str, Any
     subset = np.load(out / "subset.npy")
     unique = int(len(np.unique(subset))) if len(subset) else 0
     record = {
+        "schema_version": SCHEMA_VERSION,
+        "harness_version": None if harness_version() == ABSENT else harness_version(),  # None: not installed
+        "git_commit": git_commit(),
         "filter": cfg.filter,
         "scale": cfg.scale,
         "seed": cfg.seed,
@@ -289,4 +294,5 @@ def _summary(cfg: RunConfig, out: Path, pool_dir: Path, selection: dict[str, Any
             "python": sys.version.split()[0],
         },
     }
-    return record
+    # through the reader's checks: a summary is written only if `harness report` can read it back
+    return Summary.from_json(record, f"summary of {out}")

@@ -122,6 +122,7 @@ def normalise(values: np.ndarray, how: str) -> np.ndarray:
 @register
 class HypeScorer(Scorer):
     name: ClassVar[str] = "hype"
+    label: ClassVar[str] = "HYPE"
     description: ClassVar[str] = "HYPE: hyperbolic specificity eps_i + eps_t, -d_L and the CLIP L/14 score (z-scored sum)"
     needs: ClassVar[Needs] = Needs(columns=(COS_COLUMN,), images=True, captions=True, models=("meru",))
     terms: ClassVar[tuple[str, ...]] = ("eps_i", "eps_t", "neg_dl", "cos")

@@ -36,6 +36,8 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from PIL import Image
 
+from harness.registry import Registry
+
 
 @runtime_checkable
 class TextDetector(Protocol):
@@ -44,37 +46,30 @@ class TextDetector(Protocol):
     def detect(self, images: list[Image.Image]) -> list[np.ndarray]: ...
 
 
-_DETECTORS: dict[str, Callable[..., TextDetector]] = {}
+_DETECTORS: Registry[Callable[..., TextDetector]] = Registry(
+    "text detector", ValueError, hint=lambda: "; or give a 'module:Class' path")
 
 
 def register_detector(name: str) -> Callable[[Callable[..., TextDetector]], Callable[..., TextDetector]]:
-    """Class (or factory) decorator: make a detector available by ``name``."""
-
-    def add(factory: Callable[..., TextDetector]) -> Callable[..., TextDetector]:
-        if name in _DETECTORS and _DETECTORS[name] is not factory:
-            raise ValueError(f"text detector {name!r} is already registered ({_DETECTORS[name]!r})")
-        _DETECTORS[name] = factory
-        return factory
-
-    return add
+    """Class (or factory) decorator: make a detector available by ``name`` (a name taken by another
+    detector is a ValueError)."""
+    return _DETECTORS.register(name)
 
 
 def detector_names() -> list[str]:
-    return sorted(_DETECTORS)
+    return _DETECTORS.names()
 
 
 def get_detector(name: str, **options: Any) -> TextDetector:
     """Build a detector by registry name or ``"module:Class"`` path, passing ``options`` to it."""
-    if name in _DETECTORS:
-        factory = _DETECTORS[name]
-    elif ":" in name:
+    if name not in _DETECTORS and ":" in name:
         module, _, attr = name.partition(":")
         try:
             factory = getattr(importlib.import_module(module), attr)
         except (ImportError, AttributeError) as exc:
             raise ValueError(f"cannot import text detector {name!r}: {exc}") from exc
     else:
-        raise ValueError(f"unknown text detector {name!r}; known: {', '.join(detector_names())}")
+        factory = _DETECTORS.get(name)  # an unknown name: ValueError naming the known ones
     detector = factory(**options)
     if not isinstance(detector, TextDetector):
         raise TypeError(f"text detector {name!r} has no detect(images) method")

@@ -38,6 +38,7 @@ SCORING_MODEL = "ref_b32"
 @register
 class TMars(Scorer):
     name = "tmars"
+    label = "T-MARS"
     description = (
         "T-MARS: mask detected text with its mean colour, CLIP-score the masked image vs the caption"
     )

@@ -68,6 +68,7 @@ def _as_list(value: Any) -> list[str] | None:
 @register
 class WeakSupervision(Scorer):
     name = "ws"
+    label = "WS"
     description = "weak-supervision ensemble: filters vote, a Dawid-Skene label model gives P(good) (Huang et al. 2024)"
     needs = Needs(columns=META_COLUMNS)
     default_percent = 32.0  # small scale: 4.1M of 12.8M kept

@@ -13,11 +13,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .suites import GROUPS, Suite
+from harness.summary import AGGREGATES
 
-# Display names of the aggregates, in the seed's column order.
-AGGREGATES = {"ImageNet": "ImageNet", "IN dist. shifts": "ImageNet dist. shifts", "VTAB": "VTAB",
-              "Retrieval": "Retrieval"}
+from .suites import Suite
 
 
 class MissingTasksError(RuntimeError):
@@ -76,11 +74,10 @@ def aggregate(results: dict[str, dict], suite: Suite, partial: bool = False) -> 
         raise MissingTasksError(suite.name, missing)
     aggregates: dict[str, float | None] = {}
     members = suite.group_members()
-    for group in GROUPS:
-        vals = [mains[k] for k in members.get(group, []) if mains[k] is not None]
-        aggregates[AGGREGATES[group]] = _mean(vals) if vals else None
-    scored = [mains[t.key] for t in suite.scored if mains[t.key] is not None]
-    aggregates["Average"] = _mean(scored) if scored else None
+    for agg in AGGREGATES:  # a group's members, or (the Average) every scored task
+        keys = members.get(agg.group, []) if agg.group is not None else [t.key for t in suite.scored]
+        vals = [mains[k] for k in keys if mains[k] is not None]
+        aggregates[agg.key] = _mean(vals) if vals else None
     tasks = {t.key: {"name": t.name, "main_metric": mains[t.key], "scored": t.scored} for t in suite.tasks
              if t.key in results}
     return {

@@ -26,7 +26,7 @@ from .loaders import (
     open_wds,
     to_image,
 )
-from .suites import Task
+from .suites import TASK_KINDS, Task
 
 
 class RunContext:
@@ -81,7 +81,7 @@ def wds_job(task: Task, data_root: Path) -> StreamJob | None:
     reads no webdataset or its data is not readable (the runner then reports the error itself)."""
     root = task_data_path(task, data_root)
     kind = task.task
-    if kind not in RUNNERS or kind == "winogavil":
+    if kind not in TASK_KINDS or kind == "winogavil":
         return None
     try:
         if kind == "zeroshot_retrieval" and not (root / "test" / "nshards.txt").exists():
@@ -268,17 +268,16 @@ def run_winogavil(task: Task, root: Path, ctx: RunContext) -> dict:
     return M.winogavil_metrics(scores, groups)
 
 
-RUNNERS: dict[str, Callable[[Task, Path, RunContext], dict]] = {
-    "zeroshot_classification": run_zeroshot_classification,
-    "zeroshot_retrieval": run_hf_retrieval,
-    "winogavil": run_winogavil,
-    "wilds_iwildcam": run_wilds("iwildcam"),
-    "wilds_camelyon17": run_wilds("camelyon17"),
-    "wilds_fmow": run_wilds("fmow"),
-    "dollar_street": run_wilds("dollar_street"),
-    "geode": run_wilds("geode"),
-    "fairface": run_fairface,
-}
+# the task kinds a suite's `task:` may name (harness.evaluation.suites.TASK_KINDS)
+TASK_KINDS.register("zeroshot_classification", run_zeroshot_classification)
+TASK_KINDS.register("zeroshot_retrieval", run_hf_retrieval)
+TASK_KINDS.register("winogavil", run_winogavil)
+TASK_KINDS.register("wilds_iwildcam", run_wilds("iwildcam"))
+TASK_KINDS.register("wilds_camelyon17", run_wilds("camelyon17"))
+TASK_KINDS.register("wilds_fmow", run_wilds("fmow"))
+TASK_KINDS.register("dollar_street", run_wilds("dollar_street"))
+TASK_KINDS.register("geode", run_wilds("geode"))
+TASK_KINDS.register("fairface", run_fairface)
 
 
 def missing_data(task: Task, data_root: Path) -> str | None:
@@ -296,4 +295,4 @@ def run_task(task: Task, data_root: Path, ctx: RunContext) -> dict:
     why = missing_data(task, data_root)
     if why is not None:
         raise DataError(why)
-    return RUNNERS[task.task](task, task_data_path(task, data_root), ctx)
+    return TASK_KINDS.get(task.task)(task, task_data_path(task, data_root), ctx)

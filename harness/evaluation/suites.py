@@ -20,6 +20,8 @@ Schema (one YAML file per suite)::
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,27 +29,27 @@ from typing import Any
 import yaml
 
 from harness.layout import shipped_folder
+from harness.registry import Registry
+from harness.summary import AGGREGATES
 
-# The aggregate groups DataComp reports, in its table order (ImageNet is a single task).
-GROUPS = ("ImageNet", "IN dist. shifts", "VTAB", "Retrieval")
+# The aggregate groups DataComp reports, in its table order (ImageNet is a single task): the groups of
+# harness.summary.AGGREGATES (the Average has none).
+GROUPS: tuple[str, ...] = tuple(a.group for a in AGGREGATES if a.group is not None)
 FORMATS = ("wds", "hf")
-TASK_KINDS = (
-    "zeroshot_classification",
-    "zeroshot_retrieval",
-    "winogavil",
-    "wilds_iwildcam",
-    "wilds_camelyon17",
-    "wilds_fmow",
-    "dollar_street",
-    "geode",
-    "fairface",
-)
-
 TASKS_DIR = shipped_folder("tasks")
 
 
 class SuiteError(ValueError):
     """A suite file that does not follow the schema."""
+
+
+def _load_runners() -> None:
+    importlib.import_module("harness.evaluation.runners")  # registers every kind with its runner
+
+
+# Task kind (a task's ``task:``) -> its runner, ``fn(task, data_dir, ctx) -> metrics``. The runners
+# register themselves in harness.evaluation.runners, imported (with torch) on the first lookup.
+TASK_KINDS: Registry[Callable[..., dict]] = Registry("task kind", SuiteError, load=_load_runners)
 
 
 @dataclass(frozen=True)
@@ -121,8 +123,8 @@ def _parse_task(raw: Any, where: str) -> Task:
         raise SuiteError(f"{where} ({raw['key']}): source.format must be one of {FORMATS}, got {src!r}")
     if not (src.get("path") or src.get("hub")):
         raise SuiteError(f"{where} ({raw['key']}): source needs a path or a hub id")
-    if raw["task"] not in TASK_KINDS:
-        raise SuiteError(f"{where} ({raw['key']}): unknown task kind {raw['task']!r}; known: {TASK_KINDS}")
+    if not isinstance(raw["task"], str) or raw["task"] not in TASK_KINDS:
+        raise SuiteError(f"{where} ({raw['key']}): {TASK_KINDS.unknown_message(raw['task'])}")
     group = raw.get("group")
     if group is not None and group not in GROUPS:
         raise SuiteError(f"{where} ({raw['key']}): unknown group {group!r}; known: {GROUPS}")

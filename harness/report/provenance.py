@@ -5,35 +5,24 @@ from __future__ import annotations
 import datetime as dt
 import json
 import platform
-import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+from harness import versions
 from harness.report.runs import RunResult
+from harness.versions import CHECKOUT, harness_version
 
 LIBRARIES = ("torch", "open_clip_torch", "clip-benchmark", "numpy", "pandas", "pyarrow", "matplotlib")
-REPO = Path(__file__).resolve().parents[2]
 
 
-def harness_version() -> str:
-    import harness
-    from harness.versions import harness_version as installed
-
-    return str(getattr(harness, "__version__", None) or installed())
-
-
-def git_commit(repo: Path = REPO) -> str:
+def git_commit(repo: Path = CHECKOUT) -> str:
     """HEAD of the checkout the harness runs from, '+ local changes' when tracked files differ."""
     if not (repo / ".git").exists():
         return "unknown (not a git checkout)"
-    try:
-        head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
-                              timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
+    head = versions.git_commit(repo)
+    if head is None:
         return "unknown (git not available)"
-    return head + (" + local changes" if dirty else "")
+    return head + (" + local changes" if versions.has_local_changes(repo) else "")
 
 
 def library_versions() -> str:

@@ -13,14 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# The summary's aggregate keys, in the seed table's column order, with the table's headers.
-AGGREGATES: tuple[tuple[str, str], ...] = (
-    ("ImageNet", "ImageNet"),
-    ("ImageNet dist. shifts", "ImageNet Dist. Shift"),
-    ("VTAB", "VTAB"),
-    ("Retrieval", "Retrieval"),
-    ("Average", "Average"),
-)
+from harness.summary import Summary, SummaryError
 
 
 class ReportError(ValueError):
@@ -115,61 +108,49 @@ def _read_eval_results(path: Path) -> dict[str, tuple[str, float]]:
 def load_run(path: Path) -> RunResult:
     """Read one run directory; a missing or malformed summary is a ReportError naming the file."""
     path = Path(path)
-    summary_path = path / "summary.json"
     try:
-        summary = json.loads(summary_path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ReportError(f"{summary_path}: missing (evaluate the run first)") from exc
-    except json.JSONDecodeError as exc:
-        raise ReportError(f"{summary_path}: not valid JSON ({exc})") from exc
-    return run_from_summary(summary, path, str(summary_path))
+        summary = Summary.read(path / "summary.json")
+    except SummaryError as exc:
+        raise ReportError(str(exc)) from exc
+    return run_from(summary, path)
 
 
 def run_from_summary(summary: Any, path: Path, where: str = "summary") -> RunResult:
-    """A RunResult from a summary.json object (see "Summary contract" in docs/architecture.md).
-    Per-task results come from the summary, else from path/eval_results.jsonl."""
-    if not isinstance(summary, dict):
-        raise ReportError(f"{where}: expected a JSON object")
-    for name in ("filter", "scale", "aggregates"):
-        if name not in summary:
-            raise ReportError(f"{where}: missing field {name!r}")
-    raw_aggs = summary["aggregates"]
-    if not isinstance(raw_aggs, dict):
-        raise ReportError(f"{where}: 'aggregates' must be an object")
-    aggregates = {k: _number(raw_aggs.get(k), f"{where} aggregates[{k!r}]") for k, _ in AGGREGATES}
+    """A RunResult from a summary.json object (harness.summary.Summary validates it; ``where`` names it
+    in errors). Per-task results come from the summary, else from path/eval_results.jsonl."""
+    try:
+        parsed = Summary.from_json(summary, where)
+    except SummaryError as exc:
+        raise ReportError(str(exc)) from exc
+    return run_from(parsed, path)
 
-    tasks: dict[str, tuple[str, float]] = {}
-    raw_tasks = summary.get("tasks")
-    if isinstance(raw_tasks, dict) and raw_tasks:
-        for key, rec in raw_tasks.items():
-            if not isinstance(rec, dict):
-                raise ReportError(f"{where}: tasks[{key!r}] must be an object")
-            value = _number(rec.get("main_metric"), f"{where} tasks[{key!r}].main_metric")
-            if value is not None:  # unscored tasks (FairFace, UTKFace) have no main metric
-                tasks[key] = (str(rec.get("name") or key), value)
+
+def run_from(summary: Summary, path: Path) -> RunResult:
+    """The report's view of one run's summary (``path``: its run directory)."""
+    if summary.tasks:
+        tasks = {key: (t.name, t.main_metric) for key, t in summary.tasks.items()
+                 if t.main_metric is not None}  # unscored tasks (FairFace, UTKFace) have no main metric
     elif (path / "eval_results.jsonl").is_file():
         tasks = _read_eval_results(path / "eval_results.jsonl")
-
-    samples = summary.get("samples")
-    unique = summary.get("unique_samples")
-    uniform = summary.get("uniform")
+    else:
+        tasks = {}
+    samples, unique, uniform = summary.samples, summary.unique_samples, summary.uniform
     if uniform is None and samples is not None and unique is not None:
         uniform = samples == unique  # no repeated uid = no upsampling
-    seed = summary.get("seed")
     return RunResult(
         path=path,
-        filter=str(summary["filter"]),
-        scale=str(summary["scale"]),
-        seed=int(seed) if seed is not None else None,
-        pool=str(summary.get("pool") or ""),
-        samples=int(samples) if samples is not None else None,
-        unique_samples=int(unique) if unique is not None else None,
-        uniform=bool(uniform) if uniform is not None else None,
-        aggregates=aggregates,
-        partial=bool(summary.get("partial", False)),
-        missing_tasks=[str(t) for t in summary.get("missing_tasks") or []],
+        filter=summary.filter,
+        scale=summary.scale,
+        seed=summary.seed,
+        pool=summary.pool or "",
+        samples=samples,
+        unique_samples=unique,
+        uniform=uniform,
+        aggregates=dict(summary.aggregates),
+        partial=summary.partial,
+        missing_tasks=list(summary.missing_tasks),
         tasks=tasks,
-        provenance=dict(summary.get("provenance") or {}),
-        suite=str(summary["suite"]) if summary.get("suite") is not None else None,
-        compat=str(summary["compat"]) if summary.get("compat") else None,
+        provenance=dict(summary.provenance),
+        suite=summary.suite,
+        compat=summary.compat,
     )

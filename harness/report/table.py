@@ -17,26 +17,21 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.report.runs import AGGREGATES, RunResult, run_from_summary
+from harness.plugins import filter_label, filter_names
+from harness.report.runs import RunResult, run_from_summary
+from harness.summary import AGGREGATES
 
 COLUMNS: tuple[str, ...] = (
     "Method", "DataComp Scale", "Sample Size", "Uniform",
     "ImageNet", "ImageNet Dist. Shift", "VTAB", "Retrieval", "Average",
 )
-METRIC_COLUMNS: tuple[str, ...] = tuple(header for _, header in AGGREGATES)
+METRIC_COLUMNS: tuple[str, ...] = tuple(a.header for a in AGGREGATES)
 SCALE_ORDER: tuple[str, ...] = ("tiny", "small", "medium", "large", "xlarge")
 DAGGER = "†"
 MISSING = "–"
 # Evaluation modes (harness/compat.py) other than DataComp's own get a mark and a footnote.
 MODE_MARKS: dict[str, str] = {"corrected": "§", "mixed": "¶"}
 
-# Paper-style names of the filter plugins; unknown names are shown as written.
-FILTER_NAMES: dict[str, str] = {
-    "no_filter": "No filtering", "basic": "Basic", "text_based": "Text-based",
-    "image_based": "Image-based", "clip_b32": "CLIP B/32", "clip_l14": "CLIP L/14",
-    "laion2b": "LAION-2B", "tmars": "T-MARS", "dfn": "DFN", "hype": "HYPE", "ws": "WS",
-    "random": "Random", "cids": "CIDS",
-}
 _OPERATORS = {"+": " + ", "&": " ∩ ", "-": " - "}
 _TOKEN = re.compile(
     r"\s*(uids:[^\s()&+]+"
@@ -48,17 +43,18 @@ _THRESHOLD_ATOM = re.compile(r"^([A-Za-z_][A-Za-z0-9_.]*)\s*(>=|<=|>|<)\s*(.+)$"
 
 
 def _atom_label(atom: str) -> str:
+    # a filter's paper-style name is its `label` (harness.plugins); a name no loaded plugin has shows as written
     if atom.startswith("uids:"):
         return "uids:" + Path(atom[5:]).stem
     if m := _THRESHOLD_ATOM.match(atom):
         name, op, value = m.groups()
         op = {">=": "≥", "<=": "≤"}.get(op, op)
-        return f"{FILTER_NAMES.get(name, name)} {op} {value}"
-    if atom in FILTER_NAMES:
-        return FILTER_NAMES[atom]
+        return f"{filter_label(name)} {op} {value}"
+    if atom in filter_names():
+        return filter_label(atom)
     if m := _PERCENT_ATOM.match(atom):
         name, percent = m.groups()
-        return f"{FILTER_NAMES.get(name, name)} {percent}%"
+        return f"{filter_label(name)} {percent}%"
     return atom
 
 
@@ -157,7 +153,7 @@ def rows_from_runs(runs: Sequence[RunResult]) -> list[Row]:
             scale=scale,
             samples=Stat.of(r.samples for r in members),
             uniform=uniforms.pop() if len(uniforms) == 1 else None,
-            values={header: Stat.of(r.aggregates.get(key) for r in members) for key, header in AGGREGATES},
+            values={a.header: Stat.of(r.aggregates.get(a.key) for r in members) for a in AGGREGATES},
             filter=filt,
             partial=any(r.partial for r in members) or bool(missing),
             missing_tasks=missing,

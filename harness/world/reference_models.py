@@ -24,15 +24,17 @@ from pathlib import Path
 
 import numpy as np
 
+from ..registry import Registry
 from .io import atomic_write_bytes, atomic_write_text, log
 from .profiles import profile_knobs
 
-MODEL_BUILDERS: dict[str, str] = {
-    "ref_b32": "harness.world.reference_models:build_ref_b32",
-    "ref_l14": "harness.world.reference_models:build_ref_l14",
-    "dfn": "harness.world.reference_models:build_dfn",
-    "meru": "harness.baselines.hype.world_model:build_world_meru",
-}
+# name -> "module:function". A builder is named, not imported, so that the world build can hand it to
+# a fresh worker process (--builder) and import only the builders it runs. The order is the default build order.
+MODEL_BUILDERS: Registry[str] = Registry("world model", ValueError)
+MODEL_BUILDERS.register("ref_b32", "harness.world.reference_models:build_ref_b32")
+MODEL_BUILDERS.register("ref_l14", "harness.world.reference_models:build_ref_l14")
+MODEL_BUILDERS.register("dfn", "harness.world.reference_models:build_dfn")
+MODEL_BUILDERS.register("meru", "harness.baselines.hype.world_model:build_world_meru")
 # The pool's scores and features come from these, so every world has them.
 REQUIRED_MODELS: tuple[str, ...] = ("ref_b32", "ref_l14")
 
@@ -42,9 +44,7 @@ class MissingBuilderError(RuntimeError):
 
 
 def resolve_builder(name: str) -> Callable[[Path, int, str], None]:
-    if name not in MODEL_BUILDERS:
-        raise ValueError(f"unknown world model {name!r}; known: {sorted(MODEL_BUILDERS)}")
-    module_name, _, fn_name = MODEL_BUILDERS[name].partition(":")
+    module_name, _, fn_name = MODEL_BUILDERS.get(name).partition(":")  # an unknown name: ValueError naming the known
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as e:

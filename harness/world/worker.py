@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     from .reference_models import MODEL_BUILDERS
 
     if args.builder:
-        MODEL_BUILDERS[args.job] = args.builder
+        MODEL_BUILDERS.register(args.job, args.builder, replace=True)
 
     run_job(args.out, args.job, args.seed, args.profile)
     return 0
