@@ -141,8 +141,8 @@ def write_models(root: Path, profile: Profile, seed: int = 0) -> Path:
     meru (HYPE's hyperbolic CLIP + a random reference set of tangent vectors)."""
     import open_clip
     import torch
-    from harness.baselines.hype.model import MeruCLIP, hype_state_dict
 
+    from harness.baselines.hype.model import MeruCLIP, hype_state_dict
     from harness.models import register_configs
 
     register_configs()

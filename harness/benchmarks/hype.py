@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+
 from harness.baselines.hype import geometry as G
 
 

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from harness.baselines.tmars.detectors import get_detector
 from harness.baselines.tmars.masking import mask_images
-
 from harness.benchmarks.text_images import WORDS, render
 
 
