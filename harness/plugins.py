@@ -500,14 +500,3 @@ def describe_filters() -> list[dict[str, Any]]:
             }
         )
     return rows
-
-
-def format_filters_table(rows: list[dict[str, Any]] | None = None) -> str:
-    """A Markdown table of describe_filters() (what ``harness filters`` prints)."""
-    rows = describe_filters() if rows is None else rows
-    lines = ["| name | kind | default % | needs | description |", "|---|---|---|---|---|"]
-    for r in rows:
-        dp = "-" if r["default_percent"] is None else f"{r['default_percent']:g}"
-        lines.append(f"| {r['name']} | {r['kind']} | {dp} | {r['needs']} | {r['description']} |")
-    return "\n".join(lines)
-

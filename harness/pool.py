@@ -132,44 +132,6 @@ def _arrow_uids(arr: pa.Array, where: str, first_row: int, out: np.ndarray) -> n
     return _hex_bytes_to_array(data.reshape(n, 32), where, first_row, out)
 
 
-def _uid_byte_view(arr: pa.Array, where: str) -> np.ndarray | None:
-    """A zero-copy (n, 32) uint8 view of a string array whose values are all 32 bytes, else None."""
-    if arr.null_count:
-        return None
-    if pa.types.is_string(arr.type) or pa.types.is_binary(arr.type):
-        off_dtype = np.int32
-    elif pa.types.is_large_string(arr.type) or pa.types.is_large_binary(arr.type):
-        off_dtype = np.int64
-    else:
-        return None
-    n = len(arr)
-    _, off_buf, data_buf = arr.buffers()
-    if n == 0 or data_buf is None:
-        return np.empty((0, 32), dtype=np.uint8)
-    offsets = np.frombuffer(off_buf, dtype=off_dtype)[arr.offset : arr.offset + n + 1]
-    if offsets[-1] - offsets[0] != 32 * n or (np.diff(offsets) != 32).any():
-        return None
-    return np.frombuffer(data_buf, dtype=np.uint8)[offsets[0] : offsets[-1]].reshape(n, 32)
-
-
-def uids_at(col: pa.ChunkedArray, rows: np.ndarray, where: str = "uids") -> np.ndarray:
-    """``u8,u8`` of the given rows (ascending, repeats allowed) of a uid column, converting only those."""
-    rows = np.asarray(rows, dtype=np.int64)
-    parts, start = [], 0
-    for chunk in col.chunks:
-        n = len(chunk)
-        lo, hi = np.searchsorted(rows, start), np.searchsorted(rows, start + n)
-        if hi > lo:
-            local = rows[lo:hi] - start
-            view = _uid_byte_view(chunk, where)
-            if view is None:  # odd lengths or nulls: let the general path name the bad uid
-                parts.append(uids_to_array(chunk.take(pa.array(local)), where))
-            else:
-                parts.append(_hex_bytes_to_array(np.take(view, local, axis=0), where))
-        start += n
-    return np.concatenate(parts) if parts else np.empty(0, dtype=UID_DTYPE)
-
-
 def array_to_uids(arr: np.ndarray) -> list[str]:
     """``u8,u8`` array -> lowercase 32-hex uid strings."""
     arr = np.asarray(arr)
@@ -584,7 +546,6 @@ class Pool:
             raise PoolError(f"{root}: not a DataComp pool (no metadata/ directory)")
         self.sample_stats = SampleStats()
         self._uids: np.ndarray | None = None  # u8,u8 uids, converted once on demand
-        self._uid_strings: pa.ChunkedArray | None = None  # the uid column, once uid_strings() read it
 
     def __repr__(self) -> str:
         return f"Pool({str(self.root)!r})"
@@ -694,13 +655,6 @@ class Pool:
         if all_uids is not None and offset == len(all_uids):
             self._uids = all_uids
 
-    def uid_strings(self) -> pa.ChunkedArray:
-        """The uid column over every metadata file (read once, then kept)."""
-        if self._uid_strings is None:
-            chunks = [c for p in self.metadata_files for c in _uid_column(self._read_table(p, ["uid"]), p).chunks]
-            self._uid_strings = pa.chunked_array(chunks) if chunks else pa.chunked_array([], pa.string())
-        return self._uid_strings
-
     def uids(self) -> np.ndarray:
         """Every uid as ``u8,u8`` in metadata order (16 bytes per row).
 
@@ -713,8 +667,7 @@ class Pool:
             out = np.empty(sum(rows), dtype=UID_DTYPE)
             offset = 0
             for path, n in zip(files, rows, strict=True):  # per file, so an error names the file
-                col = (self._uid_strings.slice(offset, n) if self._uid_strings is not None
-                       else _uid_column(self._read_table(path, ["uid"]), path))
+                col = _uid_column(self._read_table(path, ["uid"]), path)
                 uids_into(col, out[offset : offset + n], where=str(path))
                 offset += n
             self._uids = out

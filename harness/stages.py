@@ -229,9 +229,6 @@ class Stage:
              "seconds": seconds, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
         )
 
-    def invalidate(self) -> None:
-        self.record_path.unlink(missing_ok=True)
-
     def begin(self, discard: Iterable[str | os.PathLike[str]] = ()) -> bool:
         """Mark the stage started for the current inputs, before it writes anything.
 

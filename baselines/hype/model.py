@@ -51,7 +51,6 @@ ENTAIL_WEIGHT = 0.2
 HYPE_EXTRA_KEYS = ("curvature", "alpha_img", "alpha_txt")
 # The official HYPE model is OpenCLIP ViT-L/14 (naver-ai/hype model.py).
 HYPE_OFFICIAL_CONFIG = "ViT-L-14"
-MODEL_CONFIG_DIR = Path(__file__).resolve().parent.parent / "model_configs"
 # The official HYPE model's LayerNorm passes eps = torch.finfo(<input dtype>).eps (naver-ai/hype,
 # model.py lines 30-34); the harness runs the towers in float32. open_clip's default is 1e-5.
 HYPE_LAYERNORM_EPS = float(torch.finfo(torch.float32).eps)
@@ -88,23 +87,10 @@ def layernorm_eps_of(module: nn.Module) -> float | list[float] | None:
     return None if not values else values[0] if len(values) == 1 else values
 
 
-def register_configs() -> None:
-    """Make harness/model_configs/*.json known to open_clip (via harness.models when it exists)."""
-    try:
-        from harness.models import register_configs as _register
-    except ImportError:  # harness.models not there yet: register the folder ourselves
-        import open_clip
-
-        if MODEL_CONFIG_DIR.is_dir():
-            open_clip.add_model_config(MODEL_CONFIG_DIR)
-        return
-    _register()
-
-
 def _open_clip_model(model_name: str) -> nn.Module:
     import open_clip
 
-    from harness.models import quiet_random_init
+    from harness.models import quiet_random_init, register_configs
 
     register_configs()
     if open_clip.get_model_config(model_name) is None:

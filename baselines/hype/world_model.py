@@ -97,7 +97,8 @@ def _reference_pairs(seed: int, n: int, size: int) -> list[_Pair]:
 
 def _image_size(model_name: str) -> int:
     import open_clip
-    from harness.baselines.hype.model import register_configs
+
+    from harness.models import register_configs
 
     register_configs()
     size = open_clip.get_model_config(model_name)["vision_cfg"]["image_size"]

@@ -185,12 +185,9 @@ def main(argv: list[str] | None = None) -> int:
             args.model, args.data = str(args.world / "models" / "ref_b32"), args.world
         if args.model and args.data:
             data, spec, suite = args.data, args.model, load_suite(args.suite)
-            try:
-                from harness.models import register_configs
+            from harness.models import register_configs
 
-                register_configs()
-            except ImportError:
-                pass
+            register_configs()
         else:
             data, spec, suite = make_synthetic(tmp)
         arch, ckpt = arch_and_checkpoint(spec)

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from filters_fakepool import datacomp_uids, make_fake_pool
 
-from harness.pool import Pool, PoolError, array_to_uids, sort_uids, uids_at, uids_to_array
+from harness.pool import Pool, PoolError, array_to_uids, sort_uids, uids_to_array
 
 
 def test_uid_conversion_matches_datacomp(fake_pool_dir):
@@ -144,12 +144,9 @@ def test_world_dir_is_accepted(tmp_path):
     assert pool.root == tmp_path / "pool" and pool.name == tmp_path.name
 
 
-def test_uids_at_converts_only_the_given_rows(fake_pool_dir):
+def test_uids_are_in_metadata_order(fake_pool_dir):
     root, df = fake_pool_dir
     pool = Pool(root)
-    col = pool.uid_strings()
-    rows = np.array([0, 3, 3, 39, 40, 41, 119])  # repeats and rows across file boundaries
-    np.testing.assert_array_equal(uids_at(col, rows), datacomp_uids(df.uid.values[rows]))
     np.testing.assert_array_equal(pool.uids(), datacomp_uids(df.uid))
 
 
