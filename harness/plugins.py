@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from harness.errors import UsageError
 from harness.pool import MetadataBatch, Pool, Sample
 
 __all__ = [
@@ -48,7 +49,7 @@ ENTRY_POINT_GROUP = "datacomp_harness.filters"
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
-class PluginError(ValueError):
+class PluginError(UsageError):
     """A plugin that is badly declared, cannot be loaded, or misbehaves."""
 
 

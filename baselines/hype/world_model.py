@@ -131,12 +131,12 @@ def train_meru(
 ) -> tuple[MeruCLIP, Any, Any, dict[str, Any]]:
     """Train a MeruCLIP on pairs; returns (model, preprocess, tokenizer, training record)."""
     import open_clip
-    from harness.baselines.hype.model import _preprocess_and_tokenizer
+    from harness.baselines.hype.model import preprocess_and_tokenizer
 
     torch.manual_seed(seed)
     rng = np.random.default_rng([seed, 17])
     model = MeruCLIP.from_config(model_name)
-    preprocess, tokenizer = _preprocess_and_tokenizer(model_name, model.clip)
+    preprocess, tokenizer = preprocess_and_tokenizer(model_name, model.clip)
     del open_clip
     images = torch.stack([preprocess(p.image.convert("RGB")) for p in pairs]).to(torch.float16)
     captions = sorted({c for p in pairs for c in p.captions})

@@ -26,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from harness.errors import UsageError
 from harness.layout import shipped_folder
 
 # The aggregate groups DataComp reports, in its table order (ImageNet is a single task).
@@ -46,7 +47,7 @@ TASK_KINDS = (
 TASKS_DIR = shipped_folder("tasks")
 
 
-class SuiteError(ValueError):
+class SuiteError(UsageError):
     """A suite file that does not follow the schema."""
 
 

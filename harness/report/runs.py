@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.errors import UsageError
+
 # The summary's aggregate keys, in the seed table's column order, with the table's headers.
 AGGREGATES: tuple[tuple[str, str], ...] = (
     ("ImageNet", "ImageNet"),
@@ -23,7 +25,7 @@ AGGREGATES: tuple[tuple[str, str], ...] = (
 )
 
 
-class ReportError(ValueError):
+class ReportError(UsageError):
     """Bad input to the report (a missing or malformed file); the message names the file at fault."""
 
 
@@ -93,7 +95,7 @@ def _number(value: Any, where: str) -> float | None:
     return None if math.isnan(value) else value
 
 
-def _read_eval_results(path: Path) -> dict[str, tuple[str, float]]:
+def read_eval_results(path: Path) -> dict[str, tuple[str, float]]:
     """Per-task main metrics from DataComp's eval_results.jsonl; a later line for a key wins
     (an evaluation that resumed may append a task twice). Unreadable lines are an error."""
     tasks: dict[str, tuple[str, float]] = {}
@@ -148,7 +150,7 @@ def run_from_summary(summary: Any, path: Path, where: str = "summary") -> RunRes
             if value is not None:  # unscored tasks (FairFace, UTKFace) have no main metric
                 tasks[key] = (str(rec.get("name") or key), value)
     elif (path / "eval_results.jsonl").is_file():
-        tasks = _read_eval_results(path / "eval_results.jsonl")
+        tasks = read_eval_results(path / "eval_results.jsonl")
 
     samples = summary.get("samples")
     unique = summary.get("unique_samples")
