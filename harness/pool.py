@@ -203,6 +203,44 @@ def is_sorted_uids(arr: np.ndarray) -> bool:
     return bool(np.all((hi[1:] > hi[:-1]) | ((hi[1:] == hi[:-1]) & (lo[1:] >= lo[:-1]))))
 
 
+def uid_order(uids: np.ndarray) -> np.ndarray:
+    """The stable row order that sorts a ``u8,u8`` array by (high, low): equal uids keep their order.
+
+    Sorting the high words alone is enough (and faster) unless two rows share one."""
+    order = np.argsort(uids["f0"], kind="stable")
+    hi = uids["f0"][order]
+    if len(hi) > 1 and (hi[1:] == hi[:-1]).any():
+        order = np.lexsort((uids["f1"], uids["f0"]))
+    return order
+
+
+def uid_ranges(sorted_uids: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each uid of ``query``, the rows ``[start, end)`` of ``sorted_uids`` (a (high, low)-sorted
+    ``u8,u8`` array, repeats allowed) that hold it; ``start == end`` when it is absent.
+
+    A binary search on the high words; only rows whose high word repeats in ``sorted_uids`` (a few
+    for random uids, or a uid listed twice) look at the low words, one at a time."""
+    hi, lo = sorted_uids["f0"], sorted_uids["f1"]
+    qh, ql = query["f0"], query["f1"]
+    start = np.searchsorted(hi, qh, side="left")
+    end = np.searchsorted(hi, qh, side="right")
+    span = end - start
+    one = np.nonzero(span == 1)[0]
+    miss = one[lo[start[one]] != ql[one]]
+    end[miss] = start[miss]
+    for i in np.nonzero(span > 1)[0]:
+        seg = lo[start[i] : end[i]]
+        a, b = np.searchsorted(seg, ql[i], side="left"), np.searchsorted(seg, ql[i], side="right")
+        start[i], end[i] = start[i] + a, start[i] + b
+    return start, end
+
+
+def find_uids(sorted_uids: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """The first row of ``sorted_uids`` (see uid_ranges) holding each query uid, -1 when absent."""
+    start, end = uid_ranges(sorted_uids, query)
+    return np.where(end > start, start, -1).astype(np.int64, copy=False)
+
+
 # ---------------------------------------------------------------------------------------------
 # data classes shared with plugins
 
@@ -242,6 +280,10 @@ class MetadataBatch:
     def column(self, name: str) -> np.ndarray:
         """A column as numpy (strings become an object array)."""
         return self.table.column(name).to_numpy(zero_copy_only=False)
+
+    def texts(self) -> list[str]:
+        """The captions (the "text" column) as strings; a missing caption is ""."""
+        return ["" if t is None else str(t) for t in self.table.column("text").to_pylist()]
 
 
 @dataclass
@@ -372,6 +414,18 @@ def parse_sample_json(raw: dict[str, bytes]) -> dict:
     return meta
 
 
+def checked_sample_json(key: str, raw: dict[str, bytes], shard: str, stats: SampleStats) -> dict | None:
+    """The sample's .json (see parse_sample_json), or None for a corrupt sample: one without a readable
+    .json holding a valid uid, counted in ``stats`` and noted as ``<shard>/<key>``. Every reader of
+    shards (scoring, resharding) skips a sample by this one rule."""
+    try:
+        return parse_sample_json(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        stats.corrupt_samples += 1
+        stats.note(f"{shard}/{key}: corrupt sample ({exc})")
+        return None
+
+
 # Decoding limits. A 164 kB PNG can decode to 13000x13000 (500 MB of RGB), a 1.3 kB JPEG header can
 # claim 12000x12000, both under Pillow's own limit (89.5M pixels warns, 179M refuses). DataComp's pool
 # images are at most 512 px on a side (img2dataset's resize), and the models see 224 px, so:
@@ -453,11 +507,8 @@ def sample_from_raw(
     No json/uid: None, counted as a corrupt sample. Missing or non-UTF-8 caption: "" or U+FFFD,
     counted as a bad caption. Missing or undecodable image (when decoding): ``image=None``, counted.
     """
-    try:
-        meta = parse_sample_json(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        stats.corrupt_samples += 1
-        stats.note(f"{shard}/{key}: corrupt sample ({exc})")
+    meta = checked_sample_json(key, raw, shard, stats)
+    if meta is None:
         return None
     if "txt" not in raw:
         caption = ""

@@ -74,9 +74,9 @@ def _read_json(path: Path) -> dict | None:
 
 
 def _weights_hash(out: Path, name: str) -> str:
-    from ..models import file_fingerprint
+    from ..stages import sha256_file
 
-    return file_fingerprint(out / "models" / name / "model.pt")
+    return sha256_file(out / "models" / name / "model.pt")
 
 
 def model_done(out: Path, name: str, fingerprint: str) -> bool:
