@@ -39,7 +39,6 @@ Options (``--set image_based.<name>=...``):
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +46,7 @@ import numpy as np
 
 from harness import langid, safeload
 from harness.plugins import MetadataBatch, Needs, PluginError, Predicate, ScoringContext, register
+from harness.stages import sha256_file
 
 REFERENCE_NAMES = ("l14_img.npy", "features.npy", "image_features.npy", "l14_img.npz", "features.npz")
 
@@ -165,7 +165,7 @@ class ImageBased(Predicate):
         for key in ("centroids", "reference"):
             p = self.options.get(key)
             if p and Path(p).is_file():
-                s[key + "_sha"] = hashlib.sha256(Path(p).read_bytes()).hexdigest()[:16]
+                s[key + "_sha"] = sha256_file(p)[:16]
         return s
 
     # -- reference images and centroids --------------------------------------------------------
