@@ -30,10 +30,6 @@ def image_ok(width: np.ndarray, height: np.ndarray) -> np.ndarray:
     return (short >= 200) & (aspect <= 3.0)
 
 
-def texts_of(batch: MetadataBatch) -> list[str]:
-    return ["" if t is None else str(t) for t in batch.table.column("text").to_pylist()]
-
-
 @register
 class Basic(Predicate):
     name = "basic"
@@ -49,7 +45,7 @@ class Basic(Predicate):
         return {**self.options, "detector": langid.detector_name(self.lid_model)}
 
     def keep(self, batch: MetadataBatch, ctx: ScoringContext) -> np.ndarray:
-        texts = texts_of(batch)
+        texts = batch.texts()
         words, chars = caption_stats(texts)
         english = langid.detect_english(texts, self.lid_model)
         size = image_ok(batch.column("original_width"), batch.column("original_height"))

@@ -39,7 +39,6 @@ Options (``--set image_based.<name>=...``):
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +46,7 @@ import numpy as np
 
 from harness import langid, safeload
 from harness.plugins import MetadataBatch, Needs, PluginError, Predicate, ScoringContext, register
+from harness.stages import sha256_file
 
 REFERENCE_NAMES = ("l14_img.npy", "features.npy", "image_features.npy", "l14_img.npz", "features.npz")
 
@@ -127,10 +127,6 @@ def caption_ok(texts: list[str], lid_model: str | None = None) -> np.ndarray:
     return langid.detect_english(texts, lid_model) & (words > 1) & (chars > 5)
 
 
-def _texts(batch: MetadataBatch) -> list[str]:
-    return ["" if t is None else str(t) for t in batch.table.column("text").to_pylist()]
-
-
 @register
 class ImageBased(Predicate):
     name = "image_based"
@@ -170,7 +166,7 @@ class ImageBased(Predicate):
         for key in ("centroids", "reference"):
             p = self.options.get(key)
             if p and Path(p).is_file():
-                s[key + "_sha"] = hashlib.sha256(Path(p).read_bytes()).hexdigest()[:16]
+                s[key + "_sha"] = sha256_file(p)[:16]
         return s
 
     # -- reference images and centroids --------------------------------------------------------
@@ -218,7 +214,7 @@ class ImageBased(Predicate):
         file, the L/14 image features of the caption-filtered rows, optionally sampled; then k-means."""
         parts = []
         for i, batch in enumerate(ctx.pool.iter_metadata(("text",), ("l14_img",))):
-            feats = np.asarray(batch.features["l14_img"])[caption_ok(_texts(batch), self.lid_model)]
+            feats = np.asarray(batch.features["l14_img"])[caption_ok(batch.texts(), self.lid_model)]
             if self.sample_ratio > 0 and len(feats):
                 rng = np.random.default_rng([self.kmeans_seed, i])
                 feats = feats[rng.choice(len(feats), size=int(len(feats) * self.sample_ratio))]
@@ -236,7 +232,7 @@ class ImageBased(Predicate):
     def keep(self, batch: MetadataBatch, ctx: ScoringContext) -> np.ndarray:
         self._prepare(ctx)
         assert self._centroids is not None and self._targets is not None
-        ok = caption_ok(_texts(batch), self.lid_model)
+        ok = caption_ok(batch.texts(), self.lid_model)
         labels = nearest_centroid(batch.features["l14_img"], self._centroids)
         return ok & np.isin(labels, self._targets)
 

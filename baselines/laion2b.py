@@ -38,5 +38,5 @@ class Laion2b(Predicate):
     def keep(self, batch: MetadataBatch, ctx: ScoringContext) -> np.ndarray:
         score = np.asarray(batch.column("clip_b32_similarity_score"))
         threshold = threshold_as_compared(THRESHOLD, score.dtype, self.compat)
-        texts = ["" if t is None else str(t) for t in batch.table.column("text").to_pylist()]
+        texts = batch.texts()
         return (score.astype(np.float64) >= threshold) & langid.detect_english(texts, kind=langid.GCLD3)

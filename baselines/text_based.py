@@ -57,7 +57,7 @@ class TextBased(Predicate):
             classes = wordnet.imagenet21k_offsets(self.synsets)
         except wordnet.WordNetMissing as exc:
             raise PluginError(f"text_based: {exc}") from exc
-        texts = ["" if t is None else str(t) for t in batch.table.column("text").to_pylist()]
+        texts = batch.texts()
         english = langid.detect_english(texts, self.lid_model)
         named = np.fromiter((names_imagenet21k_class(t, classes, wn) for t in texts), dtype=bool, count=len(texts))
         return english & named

@@ -17,19 +17,11 @@ USAGE, FAILURE, INTERRUPTED = 2, 1, 130
 
 
 class UsageError(ValueError):
-    """The command line is wrong; the message says which option and what was expected."""
+    """The command line is wrong; the message says which option and what was expected.
 
-
-def usage_errors() -> tuple[type[BaseException], ...]:
-    """Errors raised for bad user input (imported lazily: they live in modules with heavy imports)."""
-    from harness.evaluation.suites import SuiteError
-    from harness.expressions import ExpressionError
-    from harness.plugins import PluginError
-    from harness.report.runs import ReportError
-    from harness.selection import EmptySelectionError
-    from harness.training.recipe import RecipeError
-
-    return UsageError, ExpressionError, PluginError, SuiteError, RecipeError, ReportError, EmptySelectionError
+    The errors for bad user input in other modules (ExpressionError, PluginError, SuiteError,
+    RecipeError, ReportError, EmptySelectionError) subclass it, so this module, imported by them,
+    imports none of them: it stays at the bottom of the dependency order."""
 
 
 def exit_code(error: BaseException) -> int:
@@ -39,8 +31,4 @@ def exit_code(error: BaseException) -> int:
     if isinstance(error, SystemExit):
         code = error.code
         return code if isinstance(code, int) else (0 if code is None else FAILURE)
-    try:
-        usage = usage_errors()
-    except ImportError:  # a broken install is itself a failure, not the user's command line
-        usage = (UsageError,)
-    return USAGE if isinstance(error, usage) else FAILURE
+    return USAGE if isinstance(error, UsageError) else FAILURE

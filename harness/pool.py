@@ -132,44 +132,6 @@ def _arrow_uids(arr: pa.Array, where: str, first_row: int, out: np.ndarray) -> n
     return _hex_bytes_to_array(data.reshape(n, 32), where, first_row, out)
 
 
-def _uid_byte_view(arr: pa.Array, where: str) -> np.ndarray | None:
-    """A zero-copy (n, 32) uint8 view of a string array whose values are all 32 bytes, else None."""
-    if arr.null_count:
-        return None
-    if pa.types.is_string(arr.type) or pa.types.is_binary(arr.type):
-        off_dtype = np.int32
-    elif pa.types.is_large_string(arr.type) or pa.types.is_large_binary(arr.type):
-        off_dtype = np.int64
-    else:
-        return None
-    n = len(arr)
-    _, off_buf, data_buf = arr.buffers()
-    if n == 0 or data_buf is None:
-        return np.empty((0, 32), dtype=np.uint8)
-    offsets = np.frombuffer(off_buf, dtype=off_dtype)[arr.offset : arr.offset + n + 1]
-    if offsets[-1] - offsets[0] != 32 * n or (np.diff(offsets) != 32).any():
-        return None
-    return np.frombuffer(data_buf, dtype=np.uint8)[offsets[0] : offsets[-1]].reshape(n, 32)
-
-
-def uids_at(col: pa.ChunkedArray, rows: np.ndarray, where: str = "uids") -> np.ndarray:
-    """``u8,u8`` of the given rows (ascending, repeats allowed) of a uid column, converting only those."""
-    rows = np.asarray(rows, dtype=np.int64)
-    parts, start = [], 0
-    for chunk in col.chunks:
-        n = len(chunk)
-        lo, hi = np.searchsorted(rows, start), np.searchsorted(rows, start + n)
-        if hi > lo:
-            local = rows[lo:hi] - start
-            view = _uid_byte_view(chunk, where)
-            if view is None:  # odd lengths or nulls: let the general path name the bad uid
-                parts.append(uids_to_array(chunk.take(pa.array(local)), where))
-            else:
-                parts.append(_hex_bytes_to_array(np.take(view, local, axis=0), where))
-        start += n
-    return np.concatenate(parts) if parts else np.empty(0, dtype=UID_DTYPE)
-
-
 def array_to_uids(arr: np.ndarray) -> list[str]:
     """``u8,u8`` array -> lowercase 32-hex uid strings."""
     arr = np.asarray(arr)
@@ -241,6 +203,44 @@ def is_sorted_uids(arr: np.ndarray) -> bool:
     return bool(np.all((hi[1:] > hi[:-1]) | ((hi[1:] == hi[:-1]) & (lo[1:] >= lo[:-1]))))
 
 
+def uid_order(uids: np.ndarray) -> np.ndarray:
+    """The stable row order that sorts a ``u8,u8`` array by (high, low): equal uids keep their order.
+
+    Sorting the high words alone is enough (and faster) unless two rows share one."""
+    order = np.argsort(uids["f0"], kind="stable")
+    hi = uids["f0"][order]
+    if len(hi) > 1 and (hi[1:] == hi[:-1]).any():
+        order = np.lexsort((uids["f1"], uids["f0"]))
+    return order
+
+
+def uid_ranges(sorted_uids: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each uid of ``query``, the rows ``[start, end)`` of ``sorted_uids`` (a (high, low)-sorted
+    ``u8,u8`` array, repeats allowed) that hold it; ``start == end`` when it is absent.
+
+    A binary search on the high words; only rows whose high word repeats in ``sorted_uids`` (a few
+    for random uids, or a uid listed twice) look at the low words, one at a time."""
+    hi, lo = sorted_uids["f0"], sorted_uids["f1"]
+    qh, ql = query["f0"], query["f1"]
+    start = np.searchsorted(hi, qh, side="left")
+    end = np.searchsorted(hi, qh, side="right")
+    span = end - start
+    one = np.nonzero(span == 1)[0]
+    miss = one[lo[start[one]] != ql[one]]
+    end[miss] = start[miss]
+    for i in np.nonzero(span > 1)[0]:
+        seg = lo[start[i] : end[i]]
+        a, b = np.searchsorted(seg, ql[i], side="left"), np.searchsorted(seg, ql[i], side="right")
+        start[i], end[i] = start[i] + a, start[i] + b
+    return start, end
+
+
+def find_uids(sorted_uids: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """The first row of ``sorted_uids`` (see uid_ranges) holding each query uid, -1 when absent."""
+    start, end = uid_ranges(sorted_uids, query)
+    return np.where(end > start, start, -1).astype(np.int64, copy=False)
+
+
 # ---------------------------------------------------------------------------------------------
 # data classes shared with plugins
 
@@ -280,6 +280,10 @@ class MetadataBatch:
     def column(self, name: str) -> np.ndarray:
         """A column as numpy (strings become an object array)."""
         return self.table.column(name).to_numpy(zero_copy_only=False)
+
+    def texts(self) -> list[str]:
+        """The captions (the "text" column) as strings; a missing caption is ""."""
+        return ["" if t is None else str(t) for t in self.table.column("text").to_pylist()]
 
 
 @dataclass
@@ -410,6 +414,18 @@ def parse_sample_json(raw: dict[str, bytes]) -> dict:
     return meta
 
 
+def checked_sample_json(key: str, raw: dict[str, bytes], shard: str, stats: SampleStats) -> dict | None:
+    """The sample's .json (see parse_sample_json), or None for a corrupt sample: one without a readable
+    .json holding a valid uid, counted in ``stats`` and noted as ``<shard>/<key>``. Every reader of
+    shards (scoring, resharding) skips a sample by this one rule."""
+    try:
+        return parse_sample_json(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        stats.corrupt_samples += 1
+        stats.note(f"{shard}/{key}: corrupt sample ({exc})")
+        return None
+
+
 # Decoding limits. A 164 kB PNG can decode to 13000x13000 (500 MB of RGB), a 1.3 kB JPEG header can
 # claim 12000x12000, both under Pillow's own limit (89.5M pixels warns, 179M refuses). DataComp's pool
 # images are at most 512 px on a side (img2dataset's resize), and the models see 224 px, so:
@@ -491,11 +507,8 @@ def sample_from_raw(
     No json/uid: None, counted as a corrupt sample. Missing or non-UTF-8 caption: "" or U+FFFD,
     counted as a bad caption. Missing or undecodable image (when decoding): ``image=None``, counted.
     """
-    try:
-        meta = parse_sample_json(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        stats.corrupt_samples += 1
-        stats.note(f"{shard}/{key}: corrupt sample ({exc})")
+    meta = checked_sample_json(key, raw, shard, stats)
+    if meta is None:
         return None
     if "txt" not in raw:
         caption = ""
@@ -584,7 +597,6 @@ class Pool:
             raise PoolError(f"{root}: not a DataComp pool (no metadata/ directory)")
         self.sample_stats = SampleStats()
         self._uids: np.ndarray | None = None  # u8,u8 uids, converted once on demand
-        self._uid_strings: pa.ChunkedArray | None = None  # the uid column, once uid_strings() read it
 
     def __repr__(self) -> str:
         return f"Pool({str(self.root)!r})"
@@ -694,13 +706,6 @@ class Pool:
         if all_uids is not None and offset == len(all_uids):
             self._uids = all_uids
 
-    def uid_strings(self) -> pa.ChunkedArray:
-        """The uid column over every metadata file (read once, then kept)."""
-        if self._uid_strings is None:
-            chunks = [c for p in self.metadata_files for c in _uid_column(self._read_table(p, ["uid"]), p).chunks]
-            self._uid_strings = pa.chunked_array(chunks) if chunks else pa.chunked_array([], pa.string())
-        return self._uid_strings
-
     def uids(self) -> np.ndarray:
         """Every uid as ``u8,u8`` in metadata order (16 bytes per row).
 
@@ -713,8 +718,7 @@ class Pool:
             out = np.empty(sum(rows), dtype=UID_DTYPE)
             offset = 0
             for path, n in zip(files, rows, strict=True):  # per file, so an error names the file
-                col = (self._uid_strings.slice(offset, n) if self._uid_strings is not None
-                       else _uid_column(self._read_table(path, ["uid"]), path))
+                col = _uid_column(self._read_table(path, ["uid"]), path)
                 uids_into(col, out[offset : offset + n], where=str(path))
                 offset += n
             self._uids = out

@@ -40,7 +40,15 @@ from typing import Any
 import numpy as np
 
 from harness.expressions import load_subset
-from harness.pool import Pool, SampleStats, iter_shard_raw, parse_sample_json, uid_to_pair
+from harness.pool import (
+    UID_DTYPE,
+    Pool,
+    SampleStats,
+    checked_sample_json,
+    iter_shard_raw,
+    uid_ranges,
+    uid_to_pair,
+)
 
 SHARD_FORMAT = "{:08d}.tar"
 STATS_FORMAT = "{:08d}_stats.json"
@@ -115,17 +123,6 @@ def _member(name: str, size: int, mtime: float) -> tarfile.TarInfo:
     return info
 
 
-def _find_in_subset(subset: np.ndarray, hi: int, lo: int) -> tuple[int, int]:
-    """(first position, count) of a uid in the sorted subset; count 0 when absent."""
-    h = subset["f0"]
-    a = int(np.searchsorted(h, np.uint64(hi), "left"))
-    b = int(np.searchsorted(h, np.uint64(hi), "right"))
-    if b - a == 0:
-        return a, 0
-    match = np.flatnonzero(subset["f1"][a:b] == np.uint64(lo))
-    return (a + int(match[0]), len(match)) if len(match) else (a, 0)
-
-
 def _work(task: _Task) -> dict[str, Any]:
     subset = load_subset(task.subset)
     stats = SampleStats()
@@ -138,15 +135,13 @@ def _work(task: _Task) -> dict[str, Any]:
     duplicates: list[tuple[str, int, int]] = []  # (uid, shard kept, shard skipped)
     for s_idx, shard in enumerate(task.shards):
         for key, raw in iter_shard_raw(shard, stats):
-            try:
-                meta = parse_sample_json(raw)
-            except (ValueError, UnicodeDecodeError) as exc:
-                stats.corrupt_samples += 1
-                stats.note(f"{Path(shard).name}/{key}: corrupt sample ({exc})")
+            meta = checked_sample_json(key, raw, Path(shard).name, stats)
+            if meta is None:
                 continue
             processed += 1
             uid = meta["uid"].lower()
-            pos, k = _find_in_subset(subset, *uid_to_pair(uid))
+            start, end = uid_ranges(subset, np.array([uid_to_pair(uid)], dtype=UID_DTYPE))
+            pos, k = int(start[0]), int(end[0] - start[0])
             if k and taken[pos]:
                 duplicates.append((uid, _shard_of(positions, from_shard, pos), s_idx))
                 continue

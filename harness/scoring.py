@@ -44,8 +44,10 @@ from harness.pool import (
     Sample,
     SampleStats,
     decoded_batch_bytes,
+    find_uids,
     image_bytes,
     iter_shard_samples,
+    uid_order,
     uids_to_array,
 )
 from harness.stages import atomic_path
@@ -319,11 +321,8 @@ def _run_samples(
             bar.close()
     # align the shard results to metadata order by uid
     pool_uids = pool.uids()
-    order = np.argsort(pool_uids["f0"], kind="stable")
+    order = uid_order(pool_uids)
     sorted_uids = pool_uids[order]
-    if len(sorted_uids) > 1 and (sorted_uids["f0"][1:] == sorted_uids["f0"][:-1]).any():
-        order = np.lexsort((pool_uids["f1"], pool_uids["f0"]))  # shared high words: sort by both
-        sorted_uids = pool_uids[order]
     out = {t: np.full(len(pool_uids), np.nan) for t in names}
     filled = np.zeros(len(pool_uids), dtype=bool)
     unknown = 0
@@ -332,7 +331,7 @@ def _run_samples(
         if part.num_rows == 0:
             continue
         arr = uids_to_array(part.column("uid"), where=f"{work / shard.stem}.parquet")
-        pos = _find_rows(sorted_uids, arr)
+        pos = find_uids(sorted_uids, arr)
         ok = pos >= 0
         unknown += int((~ok).sum())
         rows = order[pos[ok]]
@@ -358,23 +357,6 @@ def _run_samples(
     elif damage := stats.summary():  # damage that cost no row (e.g. a corrupt shard tail of repeats)
         log.warning("score %s: skipped %s", filt.name, damage)
     return out, info
-
-
-def _find_rows(sorted_uids: np.ndarray, query: np.ndarray) -> np.ndarray:
-    """Index of each query uid in a (hi, lo)-sorted uid array, -1 when absent."""
-    hi, lo = sorted_uids["f0"], sorted_uids["f1"]
-    left = np.searchsorted(hi, query["f0"], side="left")
-    right = np.searchsorted(hi, query["f0"], side="right")
-    pos = np.full(len(query), -1, dtype=np.int64)
-    single = (right - left) == 1
-    idx = left[single]
-    match = lo[idx] == query["f1"][single]
-    pos[np.nonzero(single)[0][match]] = idx[match]
-    for i in np.nonzero((right - left) > 1)[0]:  # shared high word: look at the low word
-        j = left[i] + np.searchsorted(lo[left[i] : right[i]], query["f1"][i])
-        if j < right[i] and lo[j] == query["f1"][i]:
-            pos[i] = j
-    return pos
 
 
 def pool_input_fingerprint(pool: Pool, filt: Filter) -> str:

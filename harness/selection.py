@@ -17,6 +17,7 @@ import numpy as np
 
 from harness import expressions
 from harness.compat import check_compat
+from harness.errors import UsageError
 from harness.plugins import Scorer, ScoringContext, get_filter, instantiate, validate_options
 from harness.pool import UID_DTYPE, Pool, is_sorted_uids, sort_uids
 from harness.stages import atomic_path
@@ -105,7 +106,7 @@ def selection_inputs(pool: Pool, expr: str, ctx: ScoringContext, seed: int = 0) 
             "filters": filters, "uids_files": uid_files}
 
 
-class EmptySelectionError(ValueError):
+class EmptySelectionError(UsageError):
     """The expression keeps no sample: refused at select, before reshard and training."""
 
 

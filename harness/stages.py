@@ -22,6 +22,8 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
+from harness.errors import UsageError
+
 RECORD_DIR = ".stages"
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -91,14 +93,6 @@ def fingerprint_tree(root: str | os.PathLike[str], pattern: str = "*") -> str:
     return fingerprint([[p.relative_to(root).as_posix(), content_digest(p)] for p in files])
 
 
-def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 # -- content digests, memoised by the file's full stat -----------------------------------------
 #
 # Keys must follow content, not names or mtimes: `cp -p` rewrites a file and keeps its size and mtime.
@@ -119,7 +113,8 @@ def _digest_db_path() -> Path:
     return base / "datacomp-harness" / "digests.sqlite"
 
 
-def _stat_key(st: os.stat_result) -> tuple[int, ...]:
+def stat_key(st: os.stat_result) -> tuple[int, ...]:
+    """What of a file's stat keeps a remembered digest valid (ctime included: see above)."""
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
@@ -141,7 +136,7 @@ def content_digest(path: str | os.PathLike[str], chunk: int = 8 << 20) -> str:
 
     real = os.path.realpath(path)
     st = os.stat(real)
-    key = (real, _stat_key(st))
+    key = (real, stat_key(st))
     if key in _memo:
         return _memo[key]
     stat_text = json.dumps(list(key[1]))
@@ -165,11 +160,27 @@ def content_digest(path: str | os.PathLike[str], chunk: int = 8 << 20) -> str:
 
 
 def _hash_file(path: str, chunk: int, xxhash: Any) -> str:
-    h = xxhash.xxh3_128()
+    return _hash_with(xxhash.xxh3_128(), path, chunk)
+
+
+def _hash_with(h: Any, path: str | os.PathLike[str], chunk: int) -> str:
     with open(path, "rb") as handle:
         while block := handle.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+_sha256_memo: dict[tuple[str, tuple[int, ...]], str] = {}
+
+
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    """sha256 of a file's bytes (hex), the digest published formats and model identities name;
+    remembered for this process while the file's stat (ctime included) is unchanged."""
+    real = os.path.realpath(path)
+    key = (real, stat_key(os.stat(real)))
+    if key not in _sha256_memo:
+        _sha256_memo[key] = _hash_with(hashlib.sha256(), real, chunk)
+    return _sha256_memo[key]
 
 
 def source_fingerprint(*modules: Any) -> str:
@@ -186,8 +197,6 @@ def replace_output_dir(out: Path, overwrite: bool, marker: str) -> None:
     """Make ``out`` absent or empty before an export/bundle is written into it: a non-empty folder is
     replaced only with ``overwrite`` and only when it holds ``marker`` (an earlier output of the same
     command), never an unrelated folder."""
-    from harness.errors import UsageError
-
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise UsageError(f"{out} exists and is not empty (pass --force to replace it)")
@@ -228,9 +237,6 @@ class Stage:
             {"stage": self.name, "key": self.key, "inputs": self.inputs, "outputs": outputs or {},
              "seconds": seconds, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
         )
-
-    def invalidate(self) -> None:
-        self.record_path.unlink(missing_ok=True)
 
     def begin(self, discard: Iterable[str | os.PathLike[str]] = ()) -> bool:
         """Mark the stage started for the current inputs, before it writes anything.

@@ -37,6 +37,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from harness.stages import sha256_file
+
 DEBIAN_DICT = Path("/usr/share/wordnet")
 ENV_DICT = "HARNESS_WORDNET_DIR"
 ENV_CACHE = "HARNESS_CACHE_DIR"
@@ -64,10 +66,6 @@ POS_ORDER = ("n", "v", "a", "r")  # NLTK's POS_LIST, the order synsets() lists t
 
 class WordNetMissing(RuntimeError):
     """WordNet or the ImageNet-21k list is not installed or not the expected one."""
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def cache_root() -> Path:
@@ -206,9 +204,9 @@ def imagenet21k_offsets(path: str | None = None) -> frozenset[int]:
     p = Path(path).expanduser() if path else imagenet21k_file()
     if not p.is_file():
         raise WordNetMissing(f"text_based: ImageNet-21k synset list {p} does not exist")
-    if path is None and _sha256(p) != IMAGENET21K_SHA256:
+    if path is None and sha256_file(p) != IMAGENET21K_SHA256:
         raise WordNetMissing(
-            f"text_based: {p} is not DataComp's imagenet21k_wordnet_ids.txt (SHA-256 {_sha256(p)}, expected "
+            f"text_based: {p} is not DataComp's imagenet21k_wordnet_ids.txt (SHA-256 {sha256_file(p)}, expected "
             f"{IMAGENET21K_SHA256}); pass DataComp's file with --set text_based.synsets=PATH"
         )
     ids = [line.strip() for line in p.read_text().splitlines() if line.strip()]
@@ -234,5 +232,5 @@ def _describe(state: tuple[tuple[str, int, int], ...]) -> dict[str, str]:
         h.update(f.name.encode())
         h.update(f.read_bytes())
     return {"wordnet": f"WordNet {WORDNET_VERSION} {dict_files[0].parent} sha256:{h.hexdigest()[:16]}",
-            "imagenet21k": f"{lst.name} sha256:{_sha256(lst)[:16]}",
+            "imagenet21k": f"{lst.name} sha256:{sha256_file(lst)[:16]}",
             "lookup": "nltk-3.8.1 synsets(word)[0]"}

@@ -2,8 +2,7 @@
 
 `tiny_world`: the generated tiny world (profile "test", seed 0), built once and cached in
 `.cache/test-world-seed0` under the repository root (override the path with HARNESS_TEST_WORLD).
-It includes every world model whose builder is installed (meru appears once harness.baselines.hype.world_model
-exists; the build adds it to a cached world without rebuilding the rest).
+It includes every world model (harness.world.DEFAULT_MODELS).
 """
 
 from __future__ import annotations
@@ -24,9 +23,9 @@ def tiny_world_path() -> Path:
 def tiny_world() -> Path:
     import shutil
 
-    from harness.world import DEFAULT_MODELS, WorldMismatchError, build_world, builder_available
+    from harness.world import DEFAULT_MODELS, WorldMismatchError, build_world
 
-    models = tuple(m for m in DEFAULT_MODELS if builder_available(m))
+    models = DEFAULT_MODELS
     path = tiny_world_path()
     try:
         build_world(path, seed=0, profile="test", models=models)

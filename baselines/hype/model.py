@@ -29,7 +29,6 @@ with (its open_clip config's, unless ``model.json`` records ``layernorm_eps``).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
@@ -45,13 +44,13 @@ from harness.baselines.hype import geometry as G
 from torch import Tensor, nn
 
 from harness import safeload
+from harness.stages import sha256_file
 
 LOGIT_SCALE_MAX = math.log(100.0)  # MERU/open_clip cap the contrastive temperature at 100
 ENTAIL_WEIGHT = 0.2
 HYPE_EXTRA_KEYS = ("curvature", "alpha_img", "alpha_txt")
 # The official HYPE model is OpenCLIP ViT-L/14 (naver-ai/hype model.py).
 HYPE_OFFICIAL_CONFIG = "ViT-L-14"
-MODEL_CONFIG_DIR = Path(__file__).resolve().parent.parent / "model_configs"
 # The official HYPE model's LayerNorm passes eps = torch.finfo(<input dtype>).eps (naver-ai/hype,
 # model.py lines 30-34); the harness runs the towers in float32. open_clip's default is 1e-5.
 HYPE_LAYERNORM_EPS = float(torch.finfo(torch.float32).eps)
@@ -88,23 +87,10 @@ def layernorm_eps_of(module: nn.Module) -> float | list[float] | None:
     return None if not values else values[0] if len(values) == 1 else values
 
 
-def register_configs() -> None:
-    """Make harness/model_configs/*.json known to open_clip (via harness.models when it exists)."""
-    try:
-        from harness.models import register_configs as _register
-    except ImportError:  # harness.models not there yet: register the folder ourselves
-        import open_clip
-
-        if MODEL_CONFIG_DIR.is_dir():
-            open_clip.add_model_config(MODEL_CONFIG_DIR)
-        return
-    _register()
-
-
 def _open_clip_model(model_name: str) -> nn.Module:
     import open_clip
 
-    from harness.models import quiet_random_init
+    from harness.models import quiet_random_init, register_configs
 
     register_configs()
     if open_clip.get_model_config(model_name) is None:
@@ -314,11 +300,7 @@ def load_meru_state(model: MeruCLIP, obj: Any, source: str = "checkpoint",
 # --- loading for scoring -----------------------------------------------------------------------
 
 def _fingerprint_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
+    return sha256_file(path)[:16]
 
 
 @dataclass
@@ -365,9 +347,11 @@ def _pixel_stats(obj: Any) -> tuple[tuple[float, ...], tuple[float, ...]] | None
     return None
 
 
-def _preprocess_and_tokenizer(
+def preprocess_and_tokenizer(
     model_name: str, clip: nn.Module, pixel_stats: tuple[tuple[float, ...], tuple[float, ...]] | None = None
 ) -> tuple[Any, Any]:
+    """open_clip's eval image transform for ``clip`` (its pixel mean/std replaced by ``pixel_stats`` when
+    given) and the tokenizer of ``model_name``."""
     import open_clip
 
     pp_cfg = dict(open_clip.get_model_preprocess_cfg(clip))
@@ -418,7 +402,7 @@ def load_meru(spec: str | Path, model_name: str | None = None, device: str = "cp
     if layernorm_eps is not None:
         set_layernorm_eps(model, float(layernorm_eps))
     model = model.to(device).eval()
-    preprocess, tokenizer = _preprocess_and_tokenizer(model_name, model.clip, _pixel_stats(obj))
+    preprocess, tokenizer = preprocess_and_tokenizer(model_name, model.clip, _pixel_stats(obj))
     info = {**info, "layout": layout, "layernorm_eps": layernorm_eps_of(model),
             **{f"{k}_keys": v for k, v in report.items()}}
     return LoadedMeru(model, preprocess, tokenizer, name=str(model_name),

@@ -36,7 +36,7 @@ import numpy as np
 from harness.baselines.hype import DEFAULT_CHUNK
 
 from harness.plugins import Needs, PluginError, Scorer, ScoringContext, get_filter, register
-from harness.pool import Sample, uids_to_array
+from harness.pool import Sample, find_uids, uid_order, uids_to_array
 
 NORMALISATIONS = ("zscore", "rank", "none")
 COS_COLUMN = "clip_l14_similarity_score"
@@ -200,24 +200,21 @@ class HypeScorer(Scorer):
         self._cos = self._load_metadata_term(ctx, COS_COLUMN)
 
     def _load_metadata_term(self, ctx: ScoringContext, column: str) -> tuple[np.ndarray, np.ndarray]:
-        """A metadata column as (sorted uid keys, values) for lookups by uid from shard samples."""
+        """A metadata column as (sorted uids, values) for lookups by uid from shard samples."""
         table = ctx.pool.read_columns(["uid", column])
-        keys = _uid_keys(uids_to_array(table.column("uid"), where=f"{ctx.pool.metadata_dir} uid"))
+        uids = uids_to_array(table.column("uid"), where=f"{ctx.pool.metadata_dir} uid")
         values = table.column(column).to_numpy(zero_copy_only=False).astype(np.float64)
-        order = np.argsort(keys, kind="stable")
-        return keys[order], values[order]
+        order = uid_order(uids)
+        return uids[order], values[order]
 
     # -- scoring ------------------------------------------------------------------------------
     def _lookup(self, table: tuple[np.ndarray, np.ndarray], samples: list[Sample], column: str) -> np.ndarray:
-        keys, values = table
-        query = _uid_keys(uids_to_array([s.uid for s in samples], where="shard samples"))
-        pos = np.searchsorted(keys, query)
-        pos_c = np.minimum(pos, len(keys) - 1)
-        found = (pos < len(keys)) & (keys[pos_c] == query)
-        if not found.all():
-            uid = samples[int(np.nonzero(~found)[0][0])].uid
+        uids, values = table
+        pos = find_uids(uids, uids_to_array([s.uid for s in samples], where="shard samples"))
+        if (pos < 0).any():
+            uid = samples[int(np.nonzero(pos < 0)[0][0])].uid
             raise PluginError(f"{self.name}: sample {uid} is in the shards but not in the metadata ({column})")
-        return values[pos_c]
+        return values[pos]
 
     @_no_grad
     def score_samples(self, samples: list[Sample], ctx: ScoringContext) -> dict[str, np.ndarray]:
@@ -309,10 +306,10 @@ class HypeClusterScorer(HypeScorer):
             pred.setup(ctx)
         keys, vals = [], []
         for batch in ctx.pool.iter_metadata(pred_cls.needs.columns, pred_cls.needs.features):
-            keys.append(_uid_keys(uids_to_array(batch.table.column("uid"), where=batch.path)))
+            keys.append(uids_to_array(batch.table.column("uid"), where=batch.path))
             vals.append(np.asarray(pred.keep(batch, ctx), dtype=np.float64).reshape(-1))
         k, v = np.concatenate(keys), np.concatenate(vals)
-        order = np.argsort(k, kind="stable")
+        order = uid_order(k)
         return k[order], v[order]
 
     @_no_grad
@@ -322,8 +319,3 @@ class HypeClusterScorer(HypeScorer):
         return out
 
 
-def _uid_keys(arr: np.ndarray) -> np.ndarray:
-    """u8,u8 uids as one sortable 128-bit-ish key (bytes), for searchsorted lookups."""
-    hi = arr["f0"].astype(">u8")
-    lo = arr["f1"].astype(">u8")
-    return np.frombuffer(np.stack([hi, lo], axis=1).tobytes(), dtype="S16")

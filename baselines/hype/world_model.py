@@ -97,7 +97,8 @@ def _reference_pairs(seed: int, n: int, size: int) -> list[_Pair]:
 
 def _image_size(model_name: str) -> int:
     import open_clip
-    from harness.baselines.hype.model import register_configs
+
+    from harness.models import register_configs
 
     register_configs()
     size = open_clip.get_model_config(model_name)["vision_cfg"]["image_size"]
@@ -130,12 +131,12 @@ def train_meru(
 ) -> tuple[MeruCLIP, Any, Any, dict[str, Any]]:
     """Train a MeruCLIP on pairs; returns (model, preprocess, tokenizer, training record)."""
     import open_clip
-    from harness.baselines.hype.model import _preprocess_and_tokenizer
+    from harness.baselines.hype.model import preprocess_and_tokenizer
 
     torch.manual_seed(seed)
     rng = np.random.default_rng([seed, 17])
     model = MeruCLIP.from_config(model_name)
-    preprocess, tokenizer = _preprocess_and_tokenizer(model_name, model.clip)
+    preprocess, tokenizer = preprocess_and_tokenizer(model_name, model.clip)
     del open_clip
     images = torch.stack([preprocess(p.image.convert("RGB")) for p in pairs]).to(torch.float16)
     captions = sorted({c for p in pairs for c in p.captions})

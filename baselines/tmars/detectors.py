@@ -27,7 +27,6 @@ and select it with ``--set tmars.detector=fast`` (its constructor options go in
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +36,7 @@ import numpy as np
 from PIL import Image
 
 from harness.registry import Registry
+from harness.stages import sha256_file
 
 
 @runtime_checkable
@@ -146,7 +146,7 @@ class RapidOCRDetector:
         )
         self._det = _PPOCRDet(cfg)
         # identifies the weights and the settings that change the boxes (part of score-table keys)
-        digest = hashlib.sha256(Path(cfg["model_path"]).read_bytes()).hexdigest()[:12]
+        digest = sha256_file(cfg["model_path"])[:12]
         self.fingerprint = f"ppocr-det:{digest}:up{self.upscale_to}:inv{int(self.invert_pass)}:t{thresh}:b{box_thresh}:u{unclip_ratio}"
 
     def _detect_one(self, image: Image.Image) -> np.ndarray:

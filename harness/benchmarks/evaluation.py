@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .evaluator import RESULTS_FILE, evaluate
-from .suites import Suite, load_suite
+from harness.evaluation.evaluator import RESULTS_FILE, evaluate
+from harness.evaluation.suites import Suite, load_suite
 
 CB_TASK = {"zeroshot_classification": "zeroshot_classification", "zeroshot_retrieval": "zeroshot_retrieval"}
 
@@ -60,7 +60,7 @@ def truncated_copy(suite: Suite, data: Path, out: Path, n: int) -> Path:
     import shutil
     import tarfile
 
-    from .loaders import iter_wds_raw, open_wds
+    from harness.evaluation.loaders import iter_wds_raw, open_wds
 
     for t in suite.tasks:
         src, dst = t.data_dir(data), t.data_dir(out)
@@ -185,12 +185,9 @@ def main(argv: list[str] | None = None) -> int:
             args.model, args.data = str(args.world / "models" / "ref_b32"), args.world
         if args.model and args.data:
             data, spec, suite = args.data, args.model, load_suite(args.suite)
-            try:
-                from harness.models import register_configs
+            from harness.models import register_configs
 
-                register_configs()
-            except ImportError:
-                pass
+            register_configs()
         else:
             data, spec, suite = make_synthetic(tmp)
         arch, ckpt = arch_and_checkpoint(spec)

@@ -49,13 +49,9 @@ class _RandomB32:
 def _clip(world: Path) -> tuple[Any, str]:
     ref = world / "models" / "ref_b32"
     if (ref / "model.json").is_file():
-        try:
-            from harness.models import load_clip
+        from harness.models import load_clip
 
-            model = load_clip(ref)
-            return model, f"world reference CLIP `{ref}`"
-        except ImportError:
-            pass
+        return load_clip(ref), f"world reference CLIP `{ref}`"
     return _RandomB32(), "open_clip ViT-B-32, untrained (OpenAI B/32 compute)"
 
 

@@ -38,12 +38,8 @@ _RATE = re.compile(r"Train Epoch: \d+ \[\s*(\d+)/\d+ .*?Batch \(t\): [\d.]+, ([\
 # Registers model configs in the child, then runs what follows on the command line.
 _BOOT = """
 import sys, open_clip
-try:
-    from harness.models import register_configs
-except ModuleNotFoundError:
-    pass
-else:
-    register_configs()
+from harness.models import register_configs
+register_configs()
 for path in {extra!r}:
     open_clip.add_model_config(path)
 """

@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         second = time.perf_counter() - t0
     ru = resource.getrusage(resource.RUSAGE_SELF)
     ch = resource.getrusage(resource.RUSAGE_CHILDREN)
-    from .build import default_workers
+    from harness.world.build import default_workers
 
     workers = args.workers if args.workers is not None else default_workers(5)
     print(f"`harness world --seed {args.seed} --profile {args.profile}` ({workers} worker processes, one thread "

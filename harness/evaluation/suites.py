@@ -28,6 +28,7 @@ from typing import Any
 
 import yaml
 
+from harness.errors import UsageError
 from harness.layout import shipped_folder
 from harness.registry import Registry
 from harness.summary import AGGREGATES
@@ -39,7 +40,7 @@ FORMATS = ("wds", "hf")
 TASKS_DIR = shipped_folder("tasks")
 
 
-class SuiteError(ValueError):
+class SuiteError(UsageError):
     """A suite file that does not follow the schema."""
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.report.runs import ReportError, RunResult, _read_eval_results, run_from_summary
+from harness.report.runs import ReportError, RunResult, read_eval_results, run_from_summary
 
 RESULTS = "eval_results.jsonl"
 UNKNOWN_SCALE = "unknown"
@@ -93,7 +93,7 @@ def load_external(directory: Path, label: str, scale: str | None = None) -> RunR
     results = directory / RESULTS
     if not results.is_file():
         raise ReportError(f"{directory}: no {RESULTS} (DataComp's evaluate.py writes it in its output directory)")
-    keys = set(_read_eval_results(results))  # validates every line, naming the one at fault
+    keys = set(read_eval_results(results))  # validates every line, naming the one at fault
     suite = _suite_for(keys, results)
     if scale is None and (directory / "info.pkl").is_file():
         scale = _info_scale(directory / "info.pkl")

@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.errors import UsageError
 from harness.summary import Summary, SummaryError
 
 
-class ReportError(ValueError):
+class ReportError(UsageError):
     """Bad input to the report (a missing or malformed file); the message names the file at fault."""
 
 
@@ -86,7 +87,7 @@ def _number(value: Any, where: str) -> float | None:
     return None if math.isnan(value) else value
 
 
-def _read_eval_results(path: Path) -> dict[str, tuple[str, float]]:
+def read_eval_results(path: Path) -> dict[str, tuple[str, float]]:
     """Per-task main metrics from DataComp's eval_results.jsonl; a later line for a key wins
     (an evaluation that resumed may append a task twice). Unreadable lines are an error."""
     tasks: dict[str, tuple[str, float]] = {}
@@ -131,7 +132,7 @@ def run_from(summary: Summary, path: Path) -> RunResult:
         tasks = {key: (t.name, t.main_metric) for key, t in summary.tasks.items()
                  if t.main_metric is not None}  # unscored tasks (FairFace, UTKFace) have no main metric
     elif (path / "eval_results.jsonl").is_file():
-        tasks = _read_eval_results(path / "eval_results.jsonl")
+        tasks = read_eval_results(path / "eval_results.jsonl")
     else:
         tasks = {}
     samples, unique, uniform = summary.samples, summary.unique_samples, summary.uniform

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.expressions import ExpressionError, tokenize
 from harness.plugins import filter_label, filter_names
 from harness.report.runs import RunResult, run_from_summary
 from harness.summary import AGGREGATES
@@ -33,11 +34,6 @@ MISSING = "–"
 MODE_MARKS: dict[str, str] = {"corrected": "§", "mixed": "¶"}
 
 _OPERATORS = {"+": " + ", "&": " ∩ ", "-": " - "}
-_TOKEN = re.compile(
-    r"\s*(uids:[^\s()&+]+"
-    r"|[A-Za-z_][A-Za-z0-9_.]*\s*(?:>=|<=|>|<)\s*-?[0-9][0-9.eE+-]*"
-    r"|[A-Za-z_][A-Za-z0-9_.]*|[()+&-])"
-)
 _PERCENT_ATOM = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*?)_?(\d+(?:\.\d+)?)$")
 _THRESHOLD_ATOM = re.compile(r"^([A-Za-z_][A-Za-z0-9_.]*)\s*(>=|<=|>|<)\s*(.+)$")
 
@@ -60,15 +56,28 @@ def _atom_label(atom: str) -> str:
 
 def method_label(expression: str) -> str:
     """The paper's way of naming a filter expression: hype10+dfn -> "HYPE 10% + DFN"."""
-    pos, parts = 0, []
-    text = expression.strip()
-    while pos < len(text):
-        m = _TOKEN.match(text, pos)
-        if not m:
-            return expression  # not an expression we can read: show it as written
-        token = m.group(1)
-        pos = m.end()
-        parts.append(_OPERATORS.get(token, token if token in "()" else _atom_label(token)))
+    try:
+        toks = tokenize(expression)
+    except ExpressionError:
+        return expression  # not an expression we can read: show it as written
+    parts, i = [], 0
+    while toks[i].kind != "end":
+        tok = toks[i]
+        if tok.kind == "word" and toks[i + 1].kind == "cmp":  # name >= number: one term
+            parts.append(_atom_label(tok.text + toks[i + 1].text + toks[i + 2].text))
+            i += 3
+            continue
+        if tok.kind == "op":
+            parts.append(_OPERATORS[tok.text])
+        elif tok.kind in ("lpar", "rpar"):
+            parts.append(tok.text)
+        elif tok.kind == "uids":
+            parts.append(_atom_label("uids:" + tok.value))
+        elif tok.kind == "word":
+            parts.append(_atom_label(tok.text))
+        else:  # a comparison without a name before it
+            return expression
+        i += 1
     return "".join(parts).replace("( ", "(").replace(" )", ")")
 
 

@@ -353,14 +353,11 @@ def write_record(plan: TrainPlan, previous: dict[str, Any] | None, status: str) 
 
 def ensure_model_config(model: str) -> None:
     """Register the harness's model configs and make sure open_clip knows `model`."""
-    try:
-        from harness.models import register_configs
-    except ModuleNotFoundError as exc:  # harness.models may not be written yet; a test may register its own
-        if exc.name not in ("harness.models",):
-            raise
-    else:
-        register_configs()
     import open_clip
+
+    from harness.models import register_configs
+
+    register_configs()
 
     if ":" not in model and model not in open_clip.list_models():
         raise RecipeError(f"open_clip has no model config {model!r} (harness.models.register_configs() adds "

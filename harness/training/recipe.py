@@ -13,8 +13,10 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from harness.errors import UsageError
 
-class RecipeError(ValueError):
+
+class RecipeError(UsageError):
     """A request that the fixed recipe cannot honour (unknown scale, an override, bad arithmetic)."""
 
 

@@ -17,7 +17,6 @@ most one per model); the data steps start as soon as ref_b32 and ref_l14 exist.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -34,7 +33,7 @@ from .. import numerics
 from .fingerprint import world_fingerprint
 from .io import atomic_write_text, log, log_t0
 from .profiles import profile_knobs
-from .reference_models import MODEL_BUILDERS, REQUIRED_MODELS, MissingBuilderError, resolve_builder
+from .reference_models import MODEL_BUILDERS, REQUIRED_MODELS, resolve_builder
 
 # 2: text_in_image letters in the caption colour, larger
 # 3: pinned numerics (harness/numerics.py: ATen AVX2, MKL COMPATIBLE, no oneDNN), one thread for
@@ -75,9 +74,9 @@ def _read_json(path: Path) -> dict | None:
 
 
 def _weights_hash(out: Path, name: str) -> str:
-    from ..models import file_fingerprint
+    from ..stages import sha256_file
 
-    return file_fingerprint(out / "models" / name / "model.pt")
+    return sha256_file(out / "models" / name / "model.pt")
 
 
 def model_done(out: Path, name: str, fingerprint: str) -> bool:
@@ -111,9 +110,9 @@ def build_world(out: Path, seed: int = 0, profile: str = "default", models: tupl
              npz, oracle, shards and weights on every x86-64 machine with AVX2 (harness/numerics.py).
     profile: "default" (12,800-sample pool, ~minutes) or "test" (2,000 samples, fast; for tests).
     models:  world models to build; default all registered (ref_b32, ref_l14, dfn, meru). ref_b32
-             and ref_l14 are always built (the pool's scores come from them). A model whose builder
-             module is missing raises MissingBuilderError naming it; leave it out and add it later:
-             models are built incrementally and the rest is reused.
+             and ref_l14 are always built (the pool's scores come from them). A registered model whose
+             builder module does not exist raises MissingBuilderError naming it. Models are built
+             incrementally: adding one to a built world reuses the rest.
     knobs:   overrides of profile knobs (harness/world/profiles.py; documented in README.md):
              pool_size, shard_size, metadata_files, noise_mix, detail_mix, eval_size,
              imagenet_like_per_class, train.
@@ -363,29 +362,3 @@ def _numerics_record() -> dict:
         return {"mode": "native"}
     return {"mode": "pinned", "cpu_capability": numerics.PINNED_CAPABILITY, "mkl_cbwr": numerics.MKL_BRANCH,
             "onednn": False, "threads": numerics.WORLD_THREADS}
-
-
-def cli_main(argv: list[str] | None = None) -> int:
-    """`harness world`: build the tiny world. Returns a process exit code."""
-    p = argparse.ArgumentParser(prog="harness world", description=(
-        "Generate the tiny DataComp world: a DataComp-layout pool with web-like noise, oracle labels, "
-        "reference models and a zero-shot suite. Cached: a second call returns at once."))
-    p.add_argument("--out", required=True, type=Path, help="world directory to create or reuse")
-    p.add_argument("--seed", type=int, default=0, help="fixes every sample and model weight (default 0)")
-    p.add_argument("--profile", default="default", choices=["default", "test"],
-                   help="default: 12,800-sample pool; test: 2,000 samples, builds in about a minute")
-    p.add_argument("--models", default=None,
-                   help=f"comma-separated world models to build (default: all: {','.join(DEFAULT_MODELS)})")
-    p.add_argument("--workers", type=int, default=None,
-                   help="worker processes, one thread each (default: HARNESS_WORLD_WORKERS or one per core, "
-                        "at most one per model; 0: all in this process). Changes no byte of the world")
-    args = p.parse_args(argv)
-    models = tuple(m for m in args.models.split(",") if m) if args.models else None
-    try:
-        world = build_world(args.out, seed=args.seed, profile=args.profile, models=models, workers=args.workers)
-    except (MissingBuilderError, WorldMismatchError, ValueError) as e:
-        print(f"harness world: error: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps({"out": str(args.out), "samples": world["pool"].get("samples"),
-                      "models": sorted(world["models"]), "fingerprint": world_fingerprint(args.out)}))
-    return 0

@@ -11,7 +11,6 @@ of it, a VTAB-like set, image-caption retrieval, and two others.
 
 from __future__ import annotations
 
-import io
 import os
 import tarfile
 from collections.abc import Callable
@@ -24,7 +23,7 @@ from PIL import Image
 from . import vocab as V
 from .captions import detailed_caption
 from .data import STREAM_EVAL
-from .io import atomic_write_text, log, temp_path
+from .io import add_tar_member, atomic_write_text, log, temp_path
 from .samples import encode_jpeg
 from .scenes import draw_text_block, render_scene, sample_scene
 
@@ -137,13 +136,6 @@ def task_sizes(knobs: dict) -> dict[str, int]:
     return {t.key: int(knobs["eval_size"][t.size_kind]) for t in TASKS}
 
 
-def _tar_add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size, info.mtime, info.mode, info.uid, info.gid = len(data), 0, 0o644, 0, 0
-    info.uname = info.gname = ""
-    tar.addfile(info, io.BytesIO(data))
-
-
 def write_task(root: Path, spec: TaskSpec, index: int, size: int, seed: int) -> None:
     """Write one task; labels are balanced (label = i mod classes, in shuffled order)."""
     assert spec.make is not None
@@ -159,11 +151,11 @@ def write_task(root: Path, spec: TaskSpec, index: int, size: int, seed: int) -> 
         with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
             for i in range(shard * per_shard, min(size, (shard + 1) * per_shard)):
                 img, target = spec.make(np.random.default_rng([seed, stream, i]), int(labels[i]))
-                _tar_add(tar, f"s{i:07d}.jpg", encode_jpeg(img, 92))
+                add_tar_member(tar, f"s{i:07d}.jpg", encode_jpeg(img, 92))
                 if isinstance(target, list):
-                    _tar_add(tar, f"s{i:07d}.txt", "\n".join(target).encode("utf-8"))
+                    add_tar_member(tar, f"s{i:07d}.txt", "\n".join(target).encode("utf-8"))
                 else:
-                    _tar_add(tar, f"s{i:07d}.cls", str(target).encode())
+                    add_tar_member(tar, f"s{i:07d}.cls", str(target).encode())
         os.replace(tmp, root / "test" / f"{shard}.tar")
     atomic_write_text(root / "test" / "nshards.txt", f"{spec.nshards}\n")
     if spec.task == "zeroshot_retrieval":

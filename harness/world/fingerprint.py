@@ -9,10 +9,11 @@ keys that hold timings (`seconds`, `*_seconds`). Two worlds with the same finger
 same bytes; the README's table names the fingerprint of the world it was computed on.
 
 Hashing the default world (about 80 MB) takes about a second. To skip even that on repeated calls,
-each file's digest is cached in `.build/content.json` together with the file's inode, size,
-mtime and ctime. A cached digest is used only when all four match: `cp -p` or `touch -r`
-restores size and mtime but gives a new ctime (which no user call can set), so a rewritten file
-is always hashed again.
+each file's digest is cached in `.build/content.json` together with the file's stat key
+(harness.stages.stat_key: device, inode, size, mtime and ctime, the rule the stages' digest memo
+follows). A cached digest is used only when all of them match: `cp -p` or `touch -r` restores
+size and mtime but gives a new ctime (which no user call can set), so a rewritten file is always
+hashed again.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import json
 import os
 from pathlib import Path
 from typing import Any
+
+from harness.stages import sha256_file, stat_key
 
 CACHE_FILE = ".build/content.json"
 _FORMAT = 1  # bump when what is hashed changes
@@ -53,11 +56,7 @@ def _file_digest(path: Path) -> str:
         else:
             canon = json.dumps(_drop_timings(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
             return "json:" + hashlib.sha256(canon.encode()).hexdigest()
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
+    return sha256_file(path)
 
 
 def content_files(world_dir: Path) -> list[Path]:
@@ -99,10 +98,10 @@ def world_fingerprint(world_dir: str | Path, use_cache: bool = True, *, finished
     for rel in content_files(world_dir):
         path = world_dir / rel
         st = path.stat()
-        stamp = [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+        stamp = list(stat_key(st))
         key = rel.as_posix()
         hit = cached.get(key)
-        digest = hit[4] if hit and hit[:4] == stamp else _file_digest(path)
+        digest = hit[-1] if hit and hit[:-1] == stamp else _file_digest(path)
         entries[key] = [*stamp, digest]
         total.update(f"{key}\0{digest}\n".encode())
     fingerprint = total.hexdigest()[:16]

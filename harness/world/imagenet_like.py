@@ -20,8 +20,8 @@ import numpy as np
 
 from . import vocab as V
 from .data import STREAM_IMAGENET_LIKE
-from .eval_suite import TINYNET_CLASSES, _tar_add
-from .io import atomic_write_bytes, atomic_write_text, temp_path
+from .eval_suite import TINYNET_CLASSES
+from .io import add_tar_member, atomic_write_bytes, atomic_write_text, temp_path
 from .samples import encode_jpeg
 from .scenes import render_scene, sample_scene
 
@@ -45,8 +45,8 @@ def write_imagenet_like(world_dir: Path, seed: int, knobs: dict, encoders: dict)
             scene = sample_scene(rng, colour=V.COLOUR_NAMES[label % 8], shape=V.SHAPES[label // 8])
             img = render_scene(scene)
             images.append(img)
-            _tar_add(tar, f"s{i:07d}.jpg", encode_jpeg(img))
-            _tar_add(tar, f"s{i:07d}.cls", str(int(label)).encode())
+            add_tar_member(tar, f"s{i:07d}.jpg", encode_jpeg(img))
+            add_tar_member(tar, f"s{i:07d}.cls", str(int(label)).encode())
     os.replace(tmp, root / "images.tar")
     atomic_write_text(root / "classnames.txt", "\n".join(TINYNET_CLASSES) + "\n")
     atomic_write_bytes(root / "labels.npy", _npy_bytes(labels))

@@ -1,9 +1,11 @@
-"""Small I/O helpers: atomic writes and progress logging to stderr."""
+"""Small I/O helpers: atomic writes, tar members and progress logging to stderr."""
 
 from __future__ import annotations
 
+import io
 import os
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -31,3 +33,12 @@ def temp_path(path: Path) -> Path:
     os.close(fd)
     os.chmod(tmp, 0o644)
     return Path(tmp)
+
+
+def add_tar_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    """Add ``data`` as member ``name`` with fixed metadata (mtime 0, mode 644, owner 0, no names), so the
+    world's shards and eval tars are the same bytes on every machine."""
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode, info.uid, info.gid = len(data), 0, 0o644, 0, 0
+    info.uname = info.gname = ""
+    tar.addfile(info, io.BytesIO(data))

@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from .data import STREAM_POOL
-from .io import atomic_write_text, log, temp_path
+from .io import add_tar_member, atomic_write_text, log, temp_path
 from .samples import Plan, encode_jpeg, plan_samples, render_plan
 
 METADATA_SCHEMA = pa.schema([
@@ -62,13 +62,6 @@ def sample_key(shard: int, offset: int) -> str:
 def _url(uid: str, caption: str) -> str:
     name = caption if _FILE_NAME.match(caption) else f"{uid}.jpg"
     return f"https://tiny-world.invalid/{uid[:2]}/{uid[2:4]}/{name.replace(' ', '_')}"
-
-
-def _tar_add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size, info.mtime, info.mode, info.uid, info.gid = len(data), 0, 0o644, 0, 0
-    info.uname = info.gname = ""
-    tar.addfile(info, io.BytesIO(data))
 
 
 def write_pool(world_dir: Path, seed: int, knobs: dict, encoders: dict) -> dict:
@@ -108,9 +101,9 @@ def write_pool(world_dir: Path, seed: int, knobs: dict, encoders: dict) -> dict:
                     "error_message": None, "width": w, "height": h, "original_width": p.orig_size[0],
                     "original_height": p.orig_size[1], "exif": "{}", "sha256": sha, "face_bboxes": [],
                 }
-                _tar_add(tar, f"{key}.jpg", jpg)
-                _tar_add(tar, f"{key}.txt", p.caption.encode("utf-8"))
-                _tar_add(tar, f"{key}.json", json.dumps(record, ensure_ascii=False).encode("utf-8"))
+                add_tar_member(tar, f"{key}.jpg", jpg)
+                add_tar_member(tar, f"{key}.txt", p.caption.encode("utf-8"))
+                add_tar_member(tar, f"{key}.json", json.dumps(record, ensure_ascii=False).encode("utf-8"))
                 rows["url"].append(url)
                 rows["text"].append(p.caption)
                 rows["original_width"].append(p.orig_size[0])

@@ -40,7 +40,7 @@ REQUIRED_MODELS: tuple[str, ...] = ("ref_b32", "ref_l14")
 
 
 class MissingBuilderError(RuntimeError):
-    """A model's builder module is not installed (e.g. meru before harness.baselines.hype.world_model exists)."""
+    """A registered builder's module or function does not exist (a wrong MODEL_BUILDERS entry)."""
 
 
 def resolve_builder(name: str) -> Callable[[Path, int, str], None]:
@@ -48,26 +48,16 @@ def resolve_builder(name: str) -> Callable[[Path, int, str], None]:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as e:
-        # only a missing builder module (or its package) counts as "not available";
-        # an import error inside an existing module is a bug and propagates
+        # a registry entry naming no module is named as such; an import error inside an existing module
+        # is a bug there and propagates
         if e.name and module_name.startswith(e.name):
             raise MissingBuilderError(
-                f"world model {name!r} needs {module_name} ({MODEL_BUILDERS[name]}), which is not installed; "
-                f"build the world without it (models={tuple(n for n in MODEL_BUILDERS if n != name)}) "
-                "and add it later") from e
+                f"world model {name!r}: its builder module {module_name} ({MODEL_BUILDERS[name]}) does not exist") from e
         raise
     fn = getattr(module, fn_name, None)
     if fn is None:
         raise MissingBuilderError(f"{module_name} has no function {fn_name!r} (builder of world model {name!r})")
     return fn
-
-
-def builder_available(name: str) -> bool:
-    try:
-        resolve_builder(name)
-    except MissingBuilderError:
-        return False
-    return True
 
 
 def world_knobs(world_dir: Path, profile: str) -> dict:

@@ -13,7 +13,16 @@ import pyarrow.parquet as pq
 import pytest
 from filters_fakepool import datacomp_uids, make_fake_pool
 
-from harness.pool import Pool, PoolError, array_to_uids, sort_uids, uids_at, uids_to_array
+from harness.pool import (
+    Pool,
+    PoolError,
+    array_to_uids,
+    find_uids,
+    sort_uids,
+    uid_order,
+    uid_ranges,
+    uids_to_array,
+)
 
 
 def test_uid_conversion_matches_datacomp(fake_pool_dir):
@@ -38,6 +47,27 @@ def test_sort_uids_equals_numpy_structured_sort():
     ref = arr.copy()
     ref.sort()
     np.testing.assert_array_equal(sort_uids(arr), ref)
+
+
+@pytest.mark.parametrize("high_words", [3, 2**63])  # many shared high words; (almost) none
+def test_uid_lookup_agrees_with_a_plain_search(high_words):
+    rng = np.random.default_rng(2)
+    pool = np.empty(300, np.dtype("u8,u8"))
+    pool["f0"] = rng.integers(0, high_words, 300).astype(np.uint64)
+    pool["f1"] = rng.integers(0, 4, 300).astype(np.uint64)  # repeats of whole uids too
+    order = uid_order(pool)
+    ref = np.argsort(pool, order=("f0", "f1"), kind="stable")
+    np.testing.assert_array_equal(order, ref)  # stable: equal uids keep their order
+    ordered = pool[order]
+    query = np.concatenate([pool[:50], np.array([(2**64 - 1, 7), (0, 2**64 - 1)], dtype=pool.dtype)])
+    start, end = uid_ranges(ordered, query)
+    found = find_uids(ordered, query)
+    for q, a, b, f in zip(query, start, end, found, strict=True):
+        rows = [i for i, u in enumerate(ordered) if u["f0"] == q["f0"] and u["f1"] == q["f1"]]
+        assert b - a == len(rows)
+        assert list(range(a, b)) == rows if rows else f == -1
+        assert f == (rows[0] if rows else -1)
+    assert found[-2:].tolist() == [-1, -1]
 
 
 @pytest.mark.parametrize("bad", ["abc", "g" * 32, "0" * 33])
@@ -144,12 +174,9 @@ def test_world_dir_is_accepted(tmp_path):
     assert pool.root == tmp_path / "pool" and pool.name == tmp_path.name
 
 
-def test_uids_at_converts_only_the_given_rows(fake_pool_dir):
+def test_uids_are_in_metadata_order(fake_pool_dir):
     root, df = fake_pool_dir
     pool = Pool(root)
-    col = pool.uid_strings()
-    rows = np.array([0, 3, 3, 39, 40, 41, 119])  # repeats and rows across file boundaries
-    np.testing.assert_array_equal(uids_at(col, rows), datacomp_uids(df.uid.values[rows]))
     np.testing.assert_array_equal(pool.uids(), datacomp_uids(df.uid))
 
 

@@ -25,7 +25,6 @@ from hub_cache import add_snapshot, commit_hash, open_clip_config, random_weight
 from harness.models import (
     HUB_CONFIG_FILE,
     ModelLoadError,
-    file_fingerprint,
     load_clip,
     parse_hub_spec,
     quiet_random_init,
@@ -34,6 +33,7 @@ from harness.models import (
 )
 from harness.plugins import PluginError, ScoringContext
 from harness.pool import Pool
+from harness.stages import sha256_file
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT / "tests" / "filters"))  # the filter tests' small pool builder
@@ -235,11 +235,11 @@ def test_harness_loads_log_no_random_init_warning(hub, weights, tmp_path, caplog
 def test_local_fingerprint_is_content_even_with_size_and_mtime_restored(tmp_path) -> None:
     path = tmp_path / "model.pt"
     path.write_bytes(b"a" * 64)
-    first = file_fingerprint(path)
+    first = sha256_file(path)
     st = path.stat()
     path.write_bytes(b"b" * 64)  # what `cp -p` of another file leaves: same size, same mtime
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert file_fingerprint(path) == hashlib.sha256(b"b" * 64).hexdigest() != first
+    assert sha256_file(path) == hashlib.sha256(b"b" * 64).hexdigest() != first
 
 
 def test_dfn_plugin_error_names_the_spec(hub, pool) -> None:

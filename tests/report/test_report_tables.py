@@ -121,6 +121,17 @@ def test_method_label(expr, label):
     assert method_label(expr) == label
 
 
+@pytest.mark.parametrize(("expr", "label"), [
+    # read by the expression tokenizer itself: a threshold's number ends where the parser's does
+    ("clip_l14>0.3+clip_b32<=0.2", "CLIP L/14 > 0.3 + CLIP B/32 ≤ 0.2"),
+    ("clip_b32>=.3", "CLIP B/32 ≥ .3"),
+    ('uids:"my runs/keep.npy" & basic', "uids:keep ∩ Basic"),
+    ("clip_b32 >=", "clip_b32 >="),  # unreadable: shown as written
+])
+def test_method_label_reads_expressions_as_the_parser_does(expr, label):
+    assert method_label(expr) == label
+
+
 @pytest.mark.parametrize(("n", "text"), [
     (1_234_567, "1.2M"), (38_000_000, "38.0M"), (128_000_000, "128M"), (12_800_000, "12.8M"),
     (1_280_000_000, "1.28B"), (12_800_000_000, "12.8B"), (12_800, "12.8K"), (128_000, "128K"),

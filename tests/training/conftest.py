@@ -16,12 +16,9 @@ from harness.benchmarks.synthetic_shards import write_shards
 @pytest.fixture(scope="session")
 def model_config_dir(tmp_path_factory) -> Path:
     """A directory of test model configs, registered with open_clip in this process."""
-    try:
-        from harness.models import register_configs
-    except ModuleNotFoundError:
-        pass
-    else:
-        register_configs()
+    from harness.models import register_configs
+
+    register_configs()
     cfg_dir = tmp_path_factory.mktemp("model_configs")
     (cfg_dir / f"{MICRO}.json").write_text(json.dumps(MICRO_CFG))
     if "tiny-clip" not in open_clip.list_models():
