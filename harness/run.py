@@ -160,7 +160,7 @@ def _run_locked(cfg: RunConfig, out: Path, pool_dir: Path, models_dir: Path | No
     from harness.compat import resolve_compat
     from harness.evaluation import evaluate
     from harness.models import spec_fingerprint
-    from harness.plugins import ScoringContext
+    from harness.plugins import EngineSettings, ScoringContext
     from harness.pool import Pool
     from harness.reshard import reshard
     from harness.selection import select, selection_inputs
@@ -173,8 +173,9 @@ def _run_locked(cfg: RunConfig, out: Path, pool_dir: Path, models_dir: Path | No
     scores_dir = cfg.runs.resolve() / pool_name(cfg) / "scores"
     ctx = ScoringContext(pool=pool, models_dir=models_dir, device=cfg.device,
                          options={**cfg.options, **({"models": cfg.models} if cfg.models else {})},
-                         cache_dir=scores_dir, engine=cfg.engine, ray_address=cfg.ray_address,
-                         ray_workers=cfg.ray_workers, compat=resolve_compat(cfg.compat))
+                         cache_dir=scores_dir,
+                         engine=EngineSettings(cfg.engine, address=cfg.ray_address, workers=cfg.ray_workers),
+                         compat=resolve_compat(cfg.compat))
     timings: dict[str, float] = {}
 
     # a --model's content, not its name: a moved hub ref or a rewritten checkpoint selects again
