@@ -180,10 +180,12 @@ def _run_locked(cfg: RunConfig, out: Path, pool_dir: Path, models_dir: Path | No
 
     # a --model's content, not its name: a moved hub ref or a rewritten checkpoint selects again
     overrides = {name: [spec, spec_fingerprint(spec)] for name, spec in sorted(cfg.models.items())}
+    filters: dict[str, Any] = {}  # made once: a model loaded for its fingerprint is not loaded again
     with in_stage("select"):  # the key instantiates the filters: a bad option fails here, named so
-        select_inputs = selection_inputs(pool, cfg.filter, ctx, cfg.seed)
+        select_inputs = selection_inputs(pool, cfg.filter, ctx, cfg.seed, instances=filters)
     select_stage = Stage(out, "select", {**select_inputs, "world_models": models_fp, "models_override": overrides})
-    selection = _timed(select_stage, timings, select, pool, cfg.filter, out, ctx, scores_dir, cfg.seed)
+    selection = _timed(select_stage, timings, select, pool, cfg.filter, out, ctx, scores_dir, cfg.seed,
+                       filters=filters)
     subset_path = out / "subset.npy"
 
     reshard_stage = Stage(out, "reshard", {"subset": content_digest(subset_path), "pool": pool.fingerprint(),

@@ -136,3 +136,44 @@ def test_dependency_cycle_is_refused(registered, fake_pool_dir):
 def test_scores_of_an_undeclared_filter_is_an_error():
     with pytest.raises(PluginError, match="declare it in depends_on"):
         Base().scores_of("lc_other")
+
+
+class LoadsToFingerprint(Scorer):
+    """Like dfn: its fingerprint is its loaded model's, so asking for it loads the model."""
+
+    name = "lc_model"
+    needs = Needs(captions=True, models=("lc_model",))
+    loads: ClassVar[int] = 0
+
+    def setup(self, ctx):
+        if getattr(self, "model", None) is None:
+            type(self).loads += 1
+            self.model = "weights-v1"
+
+    def fingerprint(self, ctx):
+        if getattr(self, "model", None) is None:
+            raise RuntimeError("setup() first")  # the engine then calls setup()
+        return self.model
+
+    def score_samples(self, samples, ctx):
+        return {"score": np.array([float(len(s.caption)) for s in samples])}
+
+
+def test_select_reuses_the_filters_its_key_loaded(monkeypatch, fake_pool_dir, tmp_path):
+    """The select stage's key loads a model to fingerprint it; select then scores with that same
+    instance instead of loading the model again (review finding, issue 17)."""
+    from harness.selection import select, selection_inputs
+
+    monkeypatch.setitem(plugins._REGISTRY, LoadsToFingerprint.name, LoadsToFingerprint)
+    monkeypatch.setattr(LoadsToFingerprint, "loads", 0)
+    root, df = fake_pool_dir
+    pool = Pool(root)
+    assert pool.shards
+    ctx = ScoringContext(pool=pool, options={"models": {"lc_model": "unused"}})
+    made: dict = {}
+    key = selection_inputs(pool, "lc_model_50", ctx, 0, instances=made)["filters"]["lc_model"]
+    assert LoadsToFingerprint.loads == 1 and set(made) == {"lc_model"}
+    info = select(pool, "lc_model_50", tmp_path / "sel", ctx, tmp_path / "scores", 0, progress=False, filters=made)
+    assert LoadsToFingerprint.loads == 1  # not loaded a second time
+    assert info["scores"]["lc_model"]["model_fingerprint"] == "weights-v1"
+    assert info["scores"]["lc_model"]["cache"].endswith(f"lc_model-{key}.parquet")  # the key the stage used
