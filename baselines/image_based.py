@@ -192,6 +192,11 @@ class ImageBased(Predicate):
             + f" for {', '.join(REFERENCE_NAMES)} or in1k_clip_vit_l14_*.pt; pass --set image_based.reference=PATH"
         )
 
+    def setup(self, ctx: ScoringContext) -> None:
+        """Load or fit the centroids and find the target clusters: once per engine worker, before the
+        first batch (on Ray, once on the driver: the fitted state travels with the filter)."""
+        self._prepare(ctx)
+
     def _prepare(self, ctx: ScoringContext) -> None:
         if self._targets is not None and self._pool_root == ctx.pool.root:
             return
@@ -230,7 +235,7 @@ class ImageBased(Predicate):
     # -- the predicate -------------------------------------------------------------------------
 
     def keep(self, batch: MetadataBatch, ctx: ScoringContext) -> np.ndarray:
-        self._prepare(ctx)
+        self._prepare(ctx)  # a no-op after setup(); keeps a direct call (without an engine) working
         assert self._centroids is not None and self._targets is not None
         ok = caption_ok(batch.texts(), self.lid_model)
         labels = nearest_centroid(batch.features["l14_img"], self._centroids)

@@ -97,7 +97,7 @@ def _source(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
 
 
 def _scoring_context(args: argparse.Namespace):
-    from harness.plugins import ScoringContext, load_plugins
+    from harness.plugins import EngineSettings, ScoringContext, load_plugins
     from harness.pool import Pool
     from harness.run import ensure_world
 
@@ -113,8 +113,8 @@ def _scoring_context(args: argparse.Namespace):
         options["models"] = _parse_models(args.models)
     cache = Path(args.runs) / Path(world or pool_dir).resolve().name / "scores"
     ctx = ScoringContext(pool=Pool(pool_dir), models_dir=models_dir, device=args.device, options=options,
-                         cache_dir=cache, engine=args.engine, ray_address=args.ray_address,
-                         ray_workers=args.ray_workers)
+                         cache_dir=cache,
+                         engine=EngineSettings(args.engine, address=args.ray_address, workers=args.ray_workers))
     return ctx, cache
 
 

@@ -21,12 +21,15 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from harness.engines.settings import EngineSettings
 from harness.errors import UsageError
 from harness.pool import MetadataBatch, Pool, Sample
 from harness.registry import Registry
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "DependencyScores",
+    "EngineSettings",
     "Filter",
     "MetadataBatch",
     "Needs",
@@ -94,12 +97,10 @@ class ScoringContext:
     batch_size: int = 256
     options: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
-    # Where score tables are cached (a filter built on others, like ws, reads theirs from here) and
-    # which engine computes them; the engine never changes a table, so it is not in any cache key.
+    # Where score tables are cached (a dependency's table too, when the engine was given no cache dir)
+    # and which engine computes them; the engine never changes a table, so it is not in any cache key.
     cache_dir: Path | None = None
-    engine: str = "local"
-    ray_address: str | None = None
-    ray_workers: int | None = None
+    engine: EngineSettings = field(default_factory=EngineSettings)
     # The run's compatibility mode (harness.compat): "datacomp" reproduces what
     # DataComp's pinned pipeline computes, "corrected" what it means to. A filter whose constructor
     # takes ``compat`` receives it (then it is in the filter's settings, hence its cache key).
@@ -131,8 +132,25 @@ class ScoringContext:
         return opts
 
 
+@dataclass(frozen=True)
+class DependencyScores:
+    """Another filter's score table as the engine hands it to a filter that declared it (see
+    Filter.dependencies): rows in the pool's metadata order, NaN where that filter had no image."""
+
+    name: str
+    key: str  # the table's cache key: it is part of the dependent filter's key
+    terms: Mapping[str, np.ndarray]  # the table's columns ("keep", 1.0/0.0, for a predicate)
+    combined: np.ndarray  # one score per row, higher = keep (a predicate: its keep column)
+
+
 class Filter:
-    """Common base of Scorer and Predicate."""
+    """Common base of Scorer and Predicate.
+
+    Lifecycle, driven by the scoring engine: the filter is constructed with its options; the score
+    tables of the filters it depends on (``dependencies(ctx)``) are computed or read from the cache and
+    handed over (``bind_dependencies``); ``setup(ctx)`` runs once per engine worker before the filter
+    sees any data; then ``keep`` / ``score_metadata`` / ``score_samples`` run batch by batch.
+    """
 
     name: ClassVar[str]
     # How report tables name it ("CLIP L/14", "T-MARS"); "" shows the name. A subclass that takes a
@@ -148,9 +166,37 @@ class Filter:
     extra_options: ClassVar[tuple[str, ...]] = ()
     # Other filters this one instantiates or reads: their options and models apply to it too.
     uses: ClassVar[tuple[str, ...]] = ()
+    # Other filters whose cached score tables this one reads (list them in `uses` too, for their
+    # options). The engine computes each (or reads it from the score cache) before setup(), puts its
+    # key into this filter's key, and hands it over: read it with self.scores_of(name).
+    depends_on: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, **options: Any):
         self.options = dict(options)
+
+    def dependencies(self, ctx: ScoringContext) -> tuple[str, ...]:
+        """The filters whose score tables this one reads in this context; default ``depends_on``."""
+        return tuple(type(self).depends_on)
+
+    def bind_dependencies(self, scores: Mapping[str, DependencyScores]) -> None:
+        """Called by the engine before setup() with the table of every filter in dependencies(ctx)."""
+        self.__dict__["_dependency_scores"] = dict(scores)
+
+    def dependency_scores(self) -> dict[str, DependencyScores]:
+        """What bind_dependencies() handed over (empty before)."""
+        return dict(self.__dict__.get("_dependency_scores", {}))
+
+    def scores_of(self, name: str) -> DependencyScores:
+        """A declared dependency's score table; an error before the engine has handed it over."""
+        got = self.__dict__.get("_dependency_scores", {}).get(name)
+        if got is None:
+            raise PluginError(f"filter {self.name!r}: no score table of {name!r} was handed over; declare it "
+                              "in depends_on (or dependencies()) and let the scoring engine run the filter")
+        return got
+
+    def setup(self, ctx: ScoringContext) -> None:
+        """Prepare once per engine worker, before the first batch: load a model, fit pool-wide state.
+        The default does nothing."""
 
     def settings(self) -> dict[str, Any]:
         """JSON-able settings; part of the score-table cache key. Default: the options given."""
@@ -169,9 +215,6 @@ class Scorer(Filter):
     """Produces per-sample score terms; ``combine`` turns them into one score (higher = keep)."""
 
     terms: ClassVar[tuple[str, ...]] = ("score",)
-
-    def setup(self, ctx: ScoringContext) -> None:
-        """Load models once (model scorers)."""
 
     def fingerprint(self, ctx: ScoringContext) -> str:
         """Model fingerprint ("" for metadata scorers); part of the cache key."""

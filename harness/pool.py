@@ -676,25 +676,8 @@ class Pool:
         # a row; holding the strings instead would take 36, and fresh memory is much of the pass's cost)
         all_uids = np.empty(sum(self.file_rows()), dtype=UID_DTYPE) if self._uids is None else None
         for path in self.metadata_files:
-            table = self._read_table(path, cols)
-            feats: dict[str, np.ndarray] = {}
-            if features:
-                npz = self.npz_path(path)
-                if not npz.exists():
-                    raise PoolError(f"{npz}: missing (features {list(features)} were asked for)")
-                with _reading(npz), np.load(npz) as z:
-                    for k in features:
-                        if k not in z.files:
-                            raise PoolError(f"{npz}: no array {k!r}; it has {z.files}")
-                        arr = z[k]
-                        if arr.shape[0] != table.num_rows:
-                            raise PoolError(
-                                f"{npz}: {k!r} has {arr.shape[0]} rows but {path.name} has "
-                                f"{table.num_rows}; features must align row for row with the parquet"
-                            )
-                        _check_finite(arr, npz, k, table)
-                        feats[k] = arr
-            batch = MetadataBatch(table=table, features=feats, path=str(path), offset=offset)
+            batch = self.metadata_batch(path, cols, features, offset)
+            table = batch.table
             if all_uids is not None:
                 try:
                     part = all_uids[offset : offset + table.num_rows]
@@ -705,6 +688,32 @@ class Pool:
             offset += table.num_rows
         if all_uids is not None and offset == len(all_uids):
             self._uids = all_uids
+
+    def metadata_batch(
+        self, path: Path, cols: Sequence[str] = (), features: Sequence[str] = (), offset: int = 0
+    ) -> MetadataBatch:
+        """One metadata file as a MetadataBatch (``uid`` + cols, the npz arrays aligned row for row),
+        ``offset`` its first row in the whole pool: what one worker of a distributed pass reads."""
+        cols = list(dict.fromkeys(["uid", *cols]))
+        table = self._read_table(path, cols)
+        feats: dict[str, np.ndarray] = {}
+        if features:
+            npz = self.npz_path(path)
+            if not npz.exists():
+                raise PoolError(f"{npz}: missing (features {list(features)} were asked for)")
+            with _reading(npz), np.load(npz) as z:
+                for k in features:
+                    if k not in z.files:
+                        raise PoolError(f"{npz}: no array {k!r}; it has {z.files}")
+                    arr = z[k]
+                    if arr.shape[0] != table.num_rows:
+                        raise PoolError(
+                            f"{npz}: {k!r} has {arr.shape[0]} rows but {path.name} has "
+                            f"{table.num_rows}; features must align row for row with the parquet"
+                        )
+                    _check_finite(arr, npz, k, table)
+                    feats[k] = arr
+        return MetadataBatch(table=table, features=feats, path=str(path), offset=offset)
 
     def uids(self) -> np.ndarray:
         """Every uid as ``u8,u8`` in metadata order (16 bytes per row).

@@ -162,7 +162,7 @@ def _run_locked(cfg: RunConfig, out: Path, pool_dir: Path, models_dir: Path | No
     from harness.compat import resolve_compat
     from harness.evaluation import evaluate
     from harness.models import spec_fingerprint
-    from harness.plugins import ScoringContext
+    from harness.plugins import EngineSettings, ScoringContext
     from harness.pool import Pool
     from harness.reshard import reshard
     from harness.selection import select, selection_inputs
@@ -175,16 +175,19 @@ def _run_locked(cfg: RunConfig, out: Path, pool_dir: Path, models_dir: Path | No
     scores_dir = cfg.runs.resolve() / pool_name(cfg) / "scores"
     ctx = ScoringContext(pool=pool, models_dir=models_dir, device=cfg.device,
                          options={**cfg.options, **({"models": cfg.models} if cfg.models else {})},
-                         cache_dir=scores_dir, engine=cfg.engine, ray_address=cfg.ray_address,
-                         ray_workers=cfg.ray_workers, compat=resolve_compat(cfg.compat))
+                         cache_dir=scores_dir,
+                         engine=EngineSettings(cfg.engine, address=cfg.ray_address, workers=cfg.ray_workers),
+                         compat=resolve_compat(cfg.compat))
     timings: dict[str, float] = {}
 
     # a --model's content, not its name: a moved hub ref or a rewritten checkpoint selects again
     overrides = {name: [spec, spec_fingerprint(spec)] for name, spec in sorted(cfg.models.items())}
+    filters: dict[str, Any] = {}  # made once: a model loaded for its fingerprint is not loaded again
     with in_stage("select"):  # the key instantiates the filters: a bad option fails here, named so
-        select_inputs = selection_inputs(pool, cfg.filter, ctx, cfg.seed)
+        select_inputs = selection_inputs(pool, cfg.filter, ctx, cfg.seed, instances=filters)
     select_stage = Stage(out, "select", {**select_inputs, "world_models": models_fp, "models_override": overrides})
-    selection = _timed(select_stage, timings, select, pool, cfg.filter, out, ctx, scores_dir, cfg.seed)
+    selection = _timed(select_stage, timings, select, pool, cfg.filter, out, ctx, scores_dir, cfg.seed,
+                       filters=filters)
     subset_path = out / "subset.npy"
 
     reshard_stage = Stage(out, "reshard", {"subset": content_digest(subset_path), "pool": pool.fingerprint(),

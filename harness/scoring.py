@@ -1,11 +1,14 @@
-"""Scoring engine: runs a filter over a pool and writes a cached score table.
+"""Score tables: runs filters over a pool through a scoring engine and caches what they give.
 
-- metadata scorers and predicates run vectorised, one metadata file at a time;
-- model scorers run batched over the shards (tqdm progress), one partial parquet per shard in a
-  work directory, so an interrupted run resumes at the next unfinished shard;
+- the engine (harness.engines: local or Ray, chosen once from ``ctx.engine`` or the ``engine``
+  argument) computes the raw terms: metadata filters in one pass over the metadata files, model
+  scorers over the shards into one work table per shard (an interrupted run resumes at the next
+  unfinished shard); this module aligns those to the pool's metadata order by uid;
+- a filter that declares dependencies (``Filter.dependencies``) gets their tables from here, computed
+  or read from the cache first, and their keys enter its own key;
 - the finished table is ``<cache_dir>/<scorer>-<key>.parquet``, with ``key`` a hash of
-  (scorer, settings, model fingerprint, pool fingerprint, plugin file hash); rows follow the pool's
-  metadata order.
+  (scorer, settings, model fingerprint, pool fingerprint, plugin file hash, dependencies' keys); rows
+  follow the pool's metadata order.
 
 Score table contract (docs/architecture.md): a ``uid`` column and one float column per term; the
 schema metadata key ``b"harness"`` holds the record as JSON (scorer, settings, model_fingerprint,
@@ -19,13 +22,13 @@ naming the plugin and the term.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import inspect
 import json
 import logging
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,25 +39,28 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from harness import numerics
-from harness.plugins import Filter, PluginError, Predicate, Scorer, ScoringContext, instantiate
-from harness.pool import (
-    MetadataBatch,
-    Pool,
-    PoolError,
-    Sample,
-    SampleStats,
-    decoded_batch_bytes,
-    find_uids,
-    image_bytes,
-    iter_shard_samples,
-    uid_order,
-    uids_to_array,
+from harness.engines import EngineSettings, make_engine
+from harness.engines.base import (
+    KEEP_TERM,
+    ScoringEngine,
+    atomic_write_table,
+    call_plugin,
+    term_names,
+    work_table_path,
 )
-from harness.stages import atomic_path
+from harness.plugins import (
+    DependencyScores,
+    Filter,
+    PluginError,
+    Predicate,
+    Scorer,
+    ScoringContext,
+    instantiate,
+)
+from harness.pool import Pool, SampleStats, find_uids, uid_order, uids_to_array
 
 ENGINE_VERSION = 1
 RECORD_KEY = b"harness"
-KEEP_TERM = "keep"
 log = logging.getLogger("harness.scoring")
 
 ScoreTable = pd.DataFrame  # uid + terms; ``table.attrs["record"]`` holds the record
@@ -111,68 +117,20 @@ def code_fingerprint(filt: Filter) -> str:
     return hashlib.sha256(source).hexdigest()[:16]
 
 
-def cache_key(name: str, settings: dict[str, Any], model_fp: str, pool_fp: str, code_fp: str = "") -> str:
-    blob = json.dumps(
-        {"scorer": name, "settings": settings, "model": model_fp, "pool": pool_fp, "code": code_fp,
-         "v": ENGINE_VERSION, "numerics": numerics.mode()},  # pinned or native kernels give other bits
-        sort_keys=True,
-        default=_json_default,
-    )
+def cache_key(name: str, settings: dict[str, Any], model_fp: str, pool_fp: str, code_fp: str = "",
+              depends: dict[str, str] | None = None) -> str:
+    ident = {"scorer": name, "settings": settings, "model": model_fp, "pool": pool_fp, "code": code_fp,
+             "v": ENGINE_VERSION, "numerics": numerics.mode()}  # pinned or native kernels give other bits
+    if depends:  # the keys of the tables it reads: a changed dependency rescores (absent: keys as before)
+        ident["depends"] = depends
+    blob = json.dumps(ident, sort_keys=True, default=_json_default)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def _atomic_write_table(table: pa.Table, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
-
-
-def _check_terms(
-    filt: Filter, out: Any, n: int, expected: tuple[str, ...], where: str, allow_nan: np.ndarray | None = None
-) -> dict[str, np.ndarray]:
-    """Validate a plugin's output: a dict with every term, n finite floats each."""
-    if not isinstance(out, dict):
-        raise PluginError(f"filter {filt.name!r} returned {type(out).__name__}, expected a dict of terms ({where})")
-    missing = [t for t in expected if t not in out]
-    if missing:
-        raise PluginError(f"filter {filt.name!r} did not return term(s) {missing} ({where}); got {list(out)}")
-    res = {}
-    for t in expected:
-        try:
-            arr = np.asarray(out[t]).reshape(-1)
-            if arr.dtype.kind != "f":  # floats stay as given (the caller widens them in place)
-                arr = arr.astype(np.float64)
-        except (TypeError, ValueError) as exc:
-            raise PluginError(f"filter {filt.name!r}, term {t!r}: not numeric ({where}): {exc}") from exc
-        if arr.shape[0] != n:
-            raise PluginError(f"filter {filt.name!r}, term {t!r}: {arr.shape[0]} values for {n} rows ({where})")
-        bad = ~np.isfinite(arr)
-        if allow_nan is not None:
-            bad &= ~(np.isnan(arr) & allow_nan)
-        if bad.any():
-            i = int(np.nonzero(bad)[0][0])
-            raise PluginError(
-                f"filter {filt.name!r}, term {t!r}: {arr[i]} at row {i} ({where}); scores must be finite "
-                "(NaN is reserved for samples without a decodable image)"
-            )
-        res[t] = arr
-    return res
-
-
-def _call(filt: Filter, method: str, where: str, *args: Any) -> Any:
-    """Call a plugin method; an exception from the plugin becomes a PluginError naming it and where."""
-    try:
-        return getattr(filt, method)(*args)
-    except (PluginError, PoolError, MemoryError):
-        raise
-    except Exception as exc:
-        at = f" ({where})" if where else ""
-        raise PluginError(f"filter {filt.name!r}: {method}() raised {type(exc).__name__}: {exc}{at}") from exc
 
 
 def combine_terms(filt: Filter, frame: pd.DataFrame) -> np.ndarray:
     """The scorer's combined score, validated (NaN only where every term is NaN)."""
     assert isinstance(filt, Scorer)
-    out = np.asarray(_call(filt, "combine", "", frame), dtype=np.float64).reshape(-1)
+    out = np.asarray(call_plugin(filt, "combine", "", frame), dtype=np.float64).reshape(-1)
     if out.shape[0] != len(frame):
         raise PluginError(f"filter {filt.name!r}: combine() gave {out.shape[0]} values for {len(frame)} rows")
     finite = np.isfinite(out)
@@ -193,8 +151,8 @@ def _model_fingerprint(filt: Filter, ctx: ScoringContext) -> str:
         return str(filt.fingerprint(ctx))
     except (AttributeError, RuntimeError):
         # a scorer that can only fingerprint its loaded model
-        _call(filt, "setup", "", ctx)
-        return str(_call(filt, "fingerprint", "", ctx))
+        call_plugin(filt, "setup", "", ctx)
+        return str(call_plugin(filt, "fingerprint", "", ctx))
 
 
 def _model_identity(filt: Filter) -> dict[str, Any] | None:
@@ -202,123 +160,19 @@ def _model_identity(filt: Filter) -> dict[str, Any] | None:
     return identity() if callable(identity) else None
 
 
-def _term_names(filt: Filter) -> tuple[str, ...]:
-    return (KEEP_TERM,) if isinstance(filt, Predicate) else tuple(type(filt).terms)
-
-
-# ---------------------------------------------------------------------------------------------
-# the engine
-
-
-def _metadata_out(filt: Filter, batch: MetadataBatch, ctx: ScoringContext) -> dict[str, np.ndarray]:
-    where = Path(batch.path).name
-    if isinstance(filt, Predicate):
-        keep = np.asarray(_call(filt, "keep", where, batch, ctx)).reshape(-1)
-        if keep.shape[0] != len(batch):
-            raise PluginError(f"filter {filt.name!r}: keep() gave {keep.shape[0]} values for {len(batch)} rows ({where})")
-        if keep.dtype != bool:
-            raise PluginError(f"filter {filt.name!r}: keep() must return booleans, got {keep.dtype} ({where})")
-        return {KEEP_TERM: keep.astype(np.float64)}
-    out = _call(filt, "score_metadata", where, batch, ctx)
-    return _check_terms(filt, out, len(batch), _term_names(filt), where)
-
-
-def _run_metadata(filters: list[Filter], pool: Pool, ctx: ScoringContext) -> list[dict[str, np.ndarray]]:
-    """Every metadata filter in ONE pass over the metadata files (each file is read once)."""
-    cols = list(dict.fromkeys(c for f in filters for c in type(f).needs.columns))
-    feats = list(dict.fromkeys(c for f in filters for c in type(f).needs.features))
-    total = len(pool)
-    # filled in place, file by file: no per-file float64 copies to concatenate afterwards
-    results: list[dict[str, np.ndarray]] = [{t: np.empty(total) for t in _term_names(f)} for f in filters]
-    for f in filters:
-        if isinstance(f, Scorer):
-            _call(f, "setup", "", ctx)
-    for batch in pool.iter_metadata(cols, feats):
-        lo, hi = batch.offset, batch.offset + len(batch)
-        if hi > total:
-            raise PluginError(f"{batch.path}: the metadata grew while it was read ({hi} > {total} rows)")
-        for f, acc in zip(filters, results, strict=True):
-            out = _metadata_out(f, batch, ctx)
-            for t, arr in acc.items():
-                arr[lo:hi] = out[t]
-    return results
-
-
-def _shard_total(shard: Path) -> int | None:
-    stats = shard.with_name(shard.stem + "_stats.json")
-    try:
-        return int(json.loads(stats.read_text())["successes"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def _score_shard(
-    filt: Scorer, shard: Path, ctx: ScoringContext, names: tuple[str, ...], stats: SampleStats, bar: Any
-) -> pa.Table:
-    needs = type(filt).needs
-    uids: list[str] = []
-    cols: dict[str, list[np.ndarray]] = {t: [] for t in names}
-    batch: list[Sample] = []
-
-    def flush() -> None:
-        if not batch:
-            return
-        where = f"shard {shard.name}, samples {batch[0].uid}..{batch[-1].uid}"
-        out = _check_terms(filt, _call(filt, "score_samples", where, list(batch), ctx), len(batch), names, where)
-        uids.extend(s.uid for s in batch)
-        for t in names:
-            cols[t].append(out[t])
-        bar.update(len(batch))
-        batch.clear()
-
-    no_image: list[str] = []
-    budget, held = decoded_batch_bytes(), 0  # decoded pixels waiting in the batch stay bounded
-    for s in iter_shard_samples(shard, decode_images=needs.images, stats=stats):
-        if needs.images and s.image is None:
-            no_image.append(s.uid)  # scored NaN below, never selected
-            bar.update(1)
-            continue
-        batch.append(s)
-        held += image_bytes(s.image) if s.image is not None else 0
-        if len(batch) >= ctx.batch_size or held >= budget:
-            flush()
-            held = 0
-    flush()
-    data: dict[str, Any] = {"uid": pa.array(uids + no_image, pa.string())}
-    for t in names:
-        vals = np.concatenate(cols[t]) if cols[t] else np.empty(0)
-        data[t] = np.concatenate([vals, np.full(len(no_image), np.nan)])
-    return pa.table(data)
-
-
 def _run_samples(
-    filt: Scorer, pool: Pool, ctx: ScoringContext, work: Path, progress: bool, ray: Any = None
+    filt: Scorer, pool: Pool, ctx: ScoringContext, work: Path, progress: bool, engine: ScoringEngine
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    from harness import console
-
-    names = _term_names(filt)
+    names = term_names(filt)
     shards = pool.shards
     if not shards:
         raise PluginError(f"filter {filt.name!r} needs the pool's shards, but {pool.shards_dir} has none")
     pool.validate()  # results are aligned by uid: a duplicate uid would make that ambiguous
     work.mkdir(parents=True, exist_ok=True)
-    todo = [s for s in shards if not (work / f"{s.stem}.parquet").exists()]
+    todo = [s for s in shards if not work_table_path(work, s).exists()]
     stats = SampleStats()
-    if todo and ray is not None:  # the Ray engine writes the same per-shard work tables
-        from harness.scoring_ray import score_shards_ray
-
-        stats.add(score_shards_ray(filt, todo, ctx, names, work, ray, progress))
-    elif todo:
-        _call(filt, "setup", "", ctx)
-        totals = [_shard_total(s) for s in todo]
-        total = sum(totals) if all(t is not None for t in totals) else None
-        bar = console.progress(total=total, desc=f"score {filt.name}", unit="sample", enabled=progress)
-        try:
-            for shard in todo:
-                part = _score_shard(filt, shard, ctx, names, stats, bar)
-                _atomic_write_table(part, work / f"{shard.stem}.parquet")  # resume point
-        finally:
-            bar.close()
+    if todo:  # every engine writes the same per-shard work tables
+        stats.add(engine.score_shards(filt, todo, ctx, work, progress))
     # align the shard results to metadata order by uid
     pool_uids = pool.uids()
     order = uid_order(pool_uids)
@@ -327,7 +181,7 @@ def _run_samples(
     filled = np.zeros(len(pool_uids), dtype=bool)
     unknown = 0
     for shard in shards:
-        part = pq.read_table(work / f"{shard.stem}.parquet")
+        part = pq.read_table(work_table_path(work, shard))
         if part.num_rows == 0:
             continue
         arr = uids_to_array(part.column("uid"), where=f"{work / shard.stem}.parquet")
@@ -368,14 +222,32 @@ def pool_input_fingerprint(pool: Pool, filt: Filter) -> str:
 
 def score_record(filt: Filter, ctx: ScoringContext) -> dict[str, Any]:
     """The identity of a filter's score table over ``ctx.pool`` (its ``key`` names the cached table)."""
-    return _record(filt, ctx, pool_input_fingerprint(ctx.pool, filt))
+    return _identify(filt, ctx, ctx.pool, ())[0]
 
 
-def _record(filt: Filter, ctx: ScoringContext, pool_fp: str) -> dict[str, Any]:
+# a dependency as identified before it is computed: its filter and its record
+_Dependency = tuple[Filter, dict[str, Any]]
+
+
+def _identify(filt: Filter, ctx: ScoringContext, pool: Pool,
+              stack: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, _Dependency]]:
+    """A filter's record and, by name, the filters it depends on with theirs (recursively identified,
+    cycles refused); nothing is computed."""
+    deps: dict[str, _Dependency] = {}
+    path = (*stack, filt.name)
+    for name in call_plugin(filt, "dependencies", "", ctx):
+        if name in path:
+            raise PluginError(f"filter {filt.name!r}: dependency cycle {' -> '.join((*path, name))}")
+        dep = instantiate(name, ctx)
+        deps[name] = (dep, _identify(dep, ctx, pool, path)[0])
+    return _record(filt, ctx, pool_input_fingerprint(pool, filt), {n: r["key"] for n, (_, r) in deps.items()}), deps
+
+
+def _record(filt: Filter, ctx: ScoringContext, pool_fp: str, depends: dict[str, str]) -> dict[str, Any]:
     settings = filt.settings()
     model_fp = _model_fingerprint(filt, ctx)
     code_fp = code_fingerprint(filt)
-    return {
+    record = {
         "scorer": filt.name,
         "settings": settings,
         "model_fingerprint": model_fp,
@@ -384,9 +256,12 @@ def _record(filt: Filter, ctx: ScoringContext, pool_fp: str) -> dict[str, Any]:
         "code_fingerprint": code_fp,
         "numerics": numerics.mode(),
         "kind": type(filt).kind(),
-        "terms": list(_term_names(filt)),
-        "key": cache_key(filt.name, settings, model_fp, pool_fp, code_fp),
+        "terms": list(term_names(filt)),
+        "key": cache_key(filt.name, settings, model_fp, pool_fp, code_fp, depends),
     }
+    if depends:
+        record["depends_on"] = dict(depends)
+    return record
 
 
 def _pool_uid_strings(pool: Pool) -> pa.Array:
@@ -401,33 +276,27 @@ def compute_many(
     ctx: ScoringContext,
     cache_dir: str | Path | None,
     progress: bool = True,
-    engine: str | None = None,
-    ray_address: str | None = None,
-    ray_workers: int | None = None,
+    engine: EngineSettings | None = None,
 ) -> list[Terms]:
     """Terms of several filters over the pool: cached tables are read back, the remaining metadata
     filters share one pass over the metadata, model scorers run over the shards one by one.
 
-    ``engine="ray"`` computes them on Ray (harness/scoring_ray.py): ``ray_address`` None starts a local
-    instance, ``ray_workers`` None uses every CPU (GPU on CUDA). The tables are the same, so the engine
-    is not part of the cache key.
+    ``engine`` (None: ``ctx.engine``) chooses the engine once for the whole call, dependencies
+    included. The tables are the same on every engine, so the engine is not part of the cache key.
     """
-    # unset engine options come from the context (what `--engine ray` sets for a whole run)
-    engine = engine or ctx.engine
-    ray_address = ray_address if ray_address is not None else ctx.ray_address
-    ray_workers = ray_workers if ray_workers is not None else ctx.ray_workers
-    if engine not in ("local", "ray"):
-        raise ValueError(f"unknown scoring engine {engine!r}; choose 'local' or 'ray'")
-    ray = None
-    if engine == "ray":
-        from harness.scoring_ray import RayOptions
+    settings = engine if engine is not None else ctx.engine
+    if not isinstance(settings, EngineSettings):
+        raise TypeError(f"engine must be an EngineSettings, got {type(settings).__name__} {settings!r}")
+    return _compute(pool, filters, ctx, cache_dir, progress, make_engine(settings), ())
 
-        ray = RayOptions(address=ray_address, workers=ray_workers)
+
+def _compute(pool: Pool, filters: Sequence[Filter], ctx: ScoringContext, cache_dir: str | Path | None,
+             progress: bool, engine: ScoringEngine, stack: tuple[str, ...]) -> list[Terms]:
     results: list[Terms | None] = [None] * len(filters)
     pending: list[tuple[int, Filter, dict[str, Any], Path | None]] = []
     for i, filt in enumerate(filters):
-        record = _record(filt, ctx, pool_input_fingerprint(pool, filt))
-        names = _term_names(filt)
+        record, deps = _identify(filt, ctx, pool, stack)
+        names = term_names(filt)
         use_cache = cache_dir is not None and getattr(type(filt), "cache", True)
         path = Path(cache_dir) / f"{filt.name}-{record['key']}.parquet" if use_cache else None
         cached = _read_cached(path, record, len(pool)) if path is not None and path.exists() else None
@@ -436,28 +305,27 @@ def compute_many(
             record.update({k: v for k, v in stored.items() if k not in record})
             record["cached"] = True
             results[i] = Terms(filt, {t: table.column(t).to_numpy() for t in names}, record, path)
-        elif isinstance(filt, Scorer) and type(filt).uses_samples():
+            continue
+        if deps:  # their tables first (cached ones read back), handed over before setup()
+            dep_cache = cache_dir if cache_dir is not None else ctx.cache_dir
+            got = _compute(pool, [d for d, _ in deps.values()], ctx, dep_cache, progress, engine,
+                           (*stack, filt.name))
+            filt.bind_dependencies({n: DependencyScores(n, t.record["key"], t.terms, t.combined())
+                                    for n, t in zip(deps, got, strict=True)})
+        if isinstance(filt, Scorer) and type(filt).uses_samples():
             work = (
                 Path(cache_dir) / f"{filt.name}-{record['key']}.work"
                 if cache_dir is not None
                 else Path(tempfile.mkdtemp(prefix=f"score-{filt.name}-"))
             )
-            # pinned kernels and threads on CPU: the same scores on every machine (harness/numerics.py);
-            # Ray's actors pin themselves
-            with numerics.inference(ctx.device) if ray is None else contextlib.nullcontext():
-                terms, info = _run_samples(filt, pool, ctx, work, progress, ray)
+            terms, info = _run_samples(filt, pool, ctx, work, progress, engine)
             record.update(info)
             results[i] = _finish(pool, filt, terms, record, path)
             shutil.rmtree(work, ignore_errors=True)
         else:
             pending.append((i, filt, record, path))
     if pending:
-        if ray is not None:
-            from harness.scoring_ray import score_metadata_ray
-
-            outs = score_metadata_ray([f for _, f, _, _ in pending], pool, ctx, ray)
-        else:
-            outs = _run_metadata([f for _, f, _, _ in pending], pool, ctx)
+        outs = engine.score_metadata([f for _, f, _, _ in pending], pool, ctx)
         for (i, filt, record, path), terms in zip(pending, outs, strict=True):
             record["missing"] = 0
             results[i] = _finish(pool, filt, terms, record, path)
@@ -489,7 +357,7 @@ def _finish(pool: Pool, filt: Filter, terms: dict[str, np.ndarray], record: dict
             raise PluginError(f"filter {filt.name!r}: {record['rows']} rows scored, pool has {len(uid_col)}")
         table = pa.table({"uid": uid_col, **terms})
         table = table.replace_schema_metadata({RECORD_KEY: json.dumps(record, default=_json_default).encode()})
-        _atomic_write_table(table, path)
+        atomic_write_table(table, path)
     return Terms(filt, terms, record, path)
 
 
@@ -500,13 +368,11 @@ def compute_terms(
     cache_dir: str | Path | None,
     progress: bool = True,
     filt: Filter | None = None,
-    engine: str | None = None,
-    ray_address: str | None = None,
-    ray_workers: int | None = None,
+    engine: EngineSettings | None = None,
 ) -> Terms:
     """One filter's terms over the pool (cached); what selection uses (no uid strings held)."""
     filt = filt if filt is not None else instantiate(scorer_name, ctx)
-    return compute_many(pool, [filt], ctx, cache_dir, progress, engine, ray_address, ray_workers)[0]
+    return compute_many(pool, [filt], ctx, cache_dir, progress, engine)[0]
 
 
 def score(
@@ -515,13 +381,10 @@ def score(
     ctx: ScoringContext,
     cache_dir: str | Path | None,
     progress: bool = True,
-    engine: str | None = None,
-    ray_address: str | None = None,
-    ray_workers: int | None = None,
+    engine: EngineSettings | None = None,
 ) -> ScoreTable:
     """The score table of one filter over the pool: uid + one column per term (record in ``.attrs``)."""
-    t = compute_terms(pool, scorer_name, ctx, cache_dir, progress, engine=engine, ray_address=ray_address,
-                      ray_workers=ray_workers)
+    t = compute_terms(pool, scorer_name, ctx, cache_dir, progress, engine=engine)
     uid = _pool_uid_strings(pool)
     frame = pd.DataFrame({"uid": pd.Series(uid.to_pandas(types_mapper=pd.ArrowDtype))})
     frame["uid"] = frame["uid"].astype("string[pyarrow]")

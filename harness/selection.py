@@ -18,7 +18,7 @@ import numpy as np
 from harness import expressions
 from harness.compat import check_compat
 from harness.errors import UsageError
-from harness.plugins import Scorer, ScoringContext, get_filter, instantiate, validate_options
+from harness.plugins import Filter, Scorer, ScoringContext, get_filter, instantiate, validate_options
 from harness.pool import UID_DTYPE, Pool, is_sorted_uids, sort_uids
 from harness.stages import atomic_path
 
@@ -86,17 +86,24 @@ def _validate_once(pool: Pool, cache_dir: str | Path | None) -> None:
     _atomic_write_bytes(marker, lambda f: f.write(b"ok\n"))
 
 
-def selection_inputs(pool: Pool, expr: str, ctx: ScoringContext, seed: int = 0) -> dict[str, Any]:
+def selection_inputs(pool: Pool, expr: str, ctx: ScoringContext, seed: int = 0,
+                     instances: dict[str, Filter] | None = None) -> dict[str, Any]:
     """Everything a selection is computed from, by content: the parsed expression, the seed, each
     filter's score-table identity (its plugin file, options, model weights and the pool's content, see
     `harness.scoring.score_record`) and the bytes of every ``uids:`` file. A run whose inputs are
-    unchanged keeps its subset; any change re-selects."""
+    unchanged keeps its subset; any change re-selects.
+
+    ``instances``, when given, receives the filters it made: hand them to ``select(filters=...)`` so
+    that a scorer which loaded its model to fingerprint it is not loaded a second time."""
     from harness.scoring import score_record
     from harness.stages import content_digest
 
     ast = expressions.parse(expr)
     ctx = dataclasses.replace(ctx, pool=pool, seed=seed)
-    filters = {name: score_record(instantiate(name, ctx), ctx)["key"] for name in expressions.scorer_names(ast)}
+    made = {name: instantiate(name, ctx) for name in expressions.scorer_names(ast)}
+    if instances is not None:
+        instances.update(made)
+    filters = {name: score_record(filt, ctx)["key"] for name, filt in made.items()}
     uid_files = {}
     for atom in expressions.atoms(ast):
         if isinstance(atom, expressions.UidsAtom):
@@ -131,11 +138,14 @@ def select(
     seed: int = 0,
     progress: bool = True,
     compat: str | None = None,
+    filters: dict[str, Filter] | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``expr`` over the pool; write ``subset.npy`` + ``subset.json`` in ``out_dir``.
 
     ``compat`` ("datacomp" or "corrected"; None: the context's, by default "datacomp") is the
-    compatibility mode (harness.expressions). Returns the provenance dict (also what subset.json holds).
+    compatibility mode (harness.expressions). ``filters``: instances already made for this context
+    by ``selection_inputs`` (by name), used instead of new ones. Returns the provenance dict (also
+    what subset.json holds).
     """
     from harness.scoring import compute_many
 
@@ -146,7 +156,8 @@ def select(
     names = expressions.scorer_names(ast)
     # a context may carry options for other expressions too; unknown filters/options/models are errors
     validate_options(names, ctx.options, scoped=False)
-    filters = {name: instantiate(name, ctx) for name in names}
+    made = filters or {}
+    filters = {name: made[name] if name in made else instantiate(name, ctx) for name in names}
     n = len(pool)
 
     # every filter of the expression at once: metadata filters share one pass over the files

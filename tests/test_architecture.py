@@ -18,20 +18,9 @@ REPO = Path(__file__).resolve().parent.parent
 ROOTS = {"harness": REPO / "harness", "harness.baselines": REPO / "baselines"}
 
 # (importing module, imported module, name)
-ALLOWED_PRIVATE = {
-    # engine branch removes these
-    ("harness.scoring_ray", "harness.scoring", "_check_terms"),
-    ("harness.scoring_ray", "harness.scoring", "_atomic_write_table"),
-    ("harness.scoring_ray", "harness.scoring", "_metadata_out"),
-    ("harness.scoring_ray", "harness.scoring", "_term_names"),
-    ("harness.baselines.ws.plugin", "harness.scoring", "_model_fingerprint"),
-    ("harness.baselines.hype.plugin", "harness.baselines.hype.model", "_fingerprint_file"),
-}
+ALLOWED_PRIVATE: set[tuple[str, str, str]] = set()  # (module, imported from, name): none today
 # (importing module, imported module) edges of a cycle through imports inside functions
-ALLOWED_LAZY_EDGES = {
-    # engine branch removes these
-    ("harness.scoring", "harness.scoring_ray"),
-}
+ALLOWED_LAZY_EDGES: set[tuple[str, str]] = set()  # (importer, imported) edges a cycle may use: none
 
 
 def _modules() -> dict[str, Path]:

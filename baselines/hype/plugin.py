@@ -7,7 +7,7 @@ Terms stored in the score table (one column each, see baselines/hype/README.md):
 - ``neg_dl`` minus the Lorentzian distance between the sample's image and caption
 - ``cos``    the pool's Euclidean CLIP score (``clip_l14_similarity_score`` metadata column)
 - ``c_in``   (``hype_in`` only) DataComp's image-based cluster indicator, 1.0 when the
-             ``image_based`` filter keeps the sample
+             ``image_based`` filter keeps the sample (its cached score table, a declared dependency)
 
 ``combine`` sums the terms after normalising each over the WHOLE pool:
 ``score = sum_k w_k * norm(term_k)`` with ``norm`` one of ``zscore`` (default: (x - mean) / std),
@@ -35,7 +35,7 @@ from typing import Any, ClassVar
 import numpy as np
 from harness.baselines.hype import DEFAULT_CHUNK
 
-from harness.plugins import Needs, PluginError, Scorer, ScoringContext, get_filter, register
+from harness.plugins import Needs, PluginError, Scorer, ScoringContext, register
 from harness.pool import Sample, find_uids, uid_order, uids_to_array
 
 NORMALISATIONS = ("zscore", "rank", "none")
@@ -173,7 +173,12 @@ class HypeScorer(Scorer):
         )
 
     def fingerprint(self, ctx: ScoringContext) -> str:
-        from harness.baselines.hype.model import LOADER_VERSION, _fingerprint_file
+        from harness.baselines.hype.model import LOADER_VERSION
+
+        from harness.stages import sha256_file
+
+        def fingerprint_file(path: Path) -> str:  # the first 16 hex digits of its sha256, as the loader's
+            return sha256_file(path)[:16]
 
         spec = self._model_spec(ctx)
         ckpt = spec / "model.pt" if spec.is_dir() else spec
@@ -182,7 +187,7 @@ class HypeScorer(Scorer):
             missing = ckpt if not ckpt.exists() else ref
             raise PluginError(f"{self.name}: {missing} not found")
         # the loader version: how a checkpoint is loaded (e.g. its LayerNorm eps) changes its scores
-        return f"{_fingerprint_file(ckpt)}-{_fingerprint_file(ref)}-loader{LOADER_VERSION}"
+        return f"{fingerprint_file(ckpt)}-{fingerprint_file(ref)}-loader{LOADER_VERSION}"
 
     def setup(self, ctx: ScoringContext) -> None:
         from harness.baselines.hype.model import load_meru, load_reference_set
@@ -290,27 +295,20 @@ class HypeClusterScorer(HypeScorer):
     )
     terms: ClassVar[tuple[str, ...]] = ("eps_i", "eps_t", "neg_dl", "cos", "c_in")
     uses: ClassVar[tuple[str, ...]] = ("image_based",)  # c_in: its options apply
+    depends_on: ClassVar[tuple[str, ...]] = ("image_based",)  # c_in is its cached keep column
 
     def setup(self, ctx: ScoringContext) -> None:
         super().setup(ctx)
         self._c_in = self._cluster_indicator(ctx)
 
     def _cluster_indicator(self, ctx: ScoringContext) -> tuple[np.ndarray, np.ndarray]:
-        """Run the registered ``image_based`` predicate over the metadata; 1.0 where it keeps the row."""
-        try:
-            pred_cls = get_filter("image_based")
-        except Exception as exc:
-            raise PluginError(f"{self.name}: needs the 'image_based' filter for c_in: {exc}") from exc
-        pred = pred_cls(**ctx.filter_options("image_based"))
-        if hasattr(pred, "setup"):
-            pred.setup(ctx)
-        keys, vals = [], []
-        for batch in ctx.pool.iter_metadata(pred_cls.needs.columns, pred_cls.needs.features):
-            keys.append(uids_to_array(batch.table.column("uid"), where=batch.path))
-            vals.append(np.asarray(pred.keep(batch, ctx), dtype=np.float64).reshape(-1))
-        k, v = np.concatenate(keys), np.concatenate(vals)
+        """The ``image_based`` table the engine handed over (1.0 where it keeps the row), keyed by uid."""
+        keep = np.asarray(self.scores_of("image_based").terms["keep"], dtype=np.float64)
+        k = ctx.pool.uids()  # the table's rows are the pool's metadata order
+        if len(k) != len(keep):
+            raise PluginError(f"{self.name}: the image_based table has {len(keep)} rows, the pool {len(k)}")
         order = uid_order(k)
-        return k[order], v[order]
+        return k[order], keep[order]
 
     @_no_grad
     def score_samples(self, samples: list[Sample], ctx: ScoringContext) -> dict[str, np.ndarray]:

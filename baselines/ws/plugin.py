@@ -23,10 +23,12 @@ Options (``--set ws.KEY=VALUE``):
   groups         alignment (default: the CLIP, T-MARS, DFN and HYPE bands are one dependent group in the
                  label model, since they all measure image-text agreement) or none
   low_quantile, high_quantile   score bands (default 0.3 / 0.7)
-  cache_dir      where the other scorers' tables are cached (default: the context's cache dir)
+  cache_dir      accepted for older configurations and ignored: the other scorers' tables are cached
+                 where the engine caches ws's own (else in the context's cache dir)
 
-The other scorers' score tables come from the scoring engine (harness.scoring.compute_terms), cached
-like any score table, so `ws+dfn` scores DFN once.
+The other scorers' score tables are declared dependencies (``dependencies()``): the scoring engine
+computes them, or reads them from the score cache, before ``setup()`` and puts their keys into ws's
+own key, so `ws+dfn` scores DFN once and a changed DFN rescores ws.
 """
 
 from __future__ import annotations
@@ -74,6 +76,7 @@ class WeakSupervision(Scorer):
     default_percent = 32.0  # small scale: 4.1M of 12.8M kept
     terms = (*VOTE_TERMS, TIEBREAK)
     uses = SCORER_LFS  # the scorers it reads: their --set options and --model overrides apply
+    # which of them it reads depends on the context (dependencies() below): depends_on stays empty
 
     def __init__(self, lfs: str | list[str] | None = None, model: str = "dawid_skene",
                  groups: str = "alignment", low_quantile: float | str = 0.3, high_quantile: float | str = 0.7,
@@ -85,7 +88,7 @@ class WeakSupervision(Scorer):
         if groups == "alignment" and model == "one_coin":
             groups = "none"  # the one-coin model has no dependent groups
         self.groups = groups
-        self.options.pop("cache_dir", None)  # where tables live is not part of the result
+        self.options.pop("cache_dir", None)  # where tables live is not part of the result (and not ws's choice)
         self.requested = _as_list(lfs)
         unknown = [n for n in self.requested or () if n not in LABELING_FUNCTIONS]
         if unknown:
@@ -94,7 +97,6 @@ class WeakSupervision(Scorer):
             raise PluginError(f"ws: model must be dawid_skene or one_coin, got {model!r}")
         self.model = model
         self.config = LFConfig(low_quantile=float(low_quantile), high_quantile=float(high_quantile))
-        self.cache_dir = cache_dir
         self.active: list[str] | None = None
         self._scores: dict[str, np.ndarray] = {}
         self._cuts: dict[str, tuple[float, float]] = {}
@@ -142,34 +144,23 @@ class WeakSupervision(Scorer):
                 raise PluginError(f"ws: labeling function {n!r} cannot run: {why}")
         return active
 
-    def _cache_dir(self, ctx: ScoringContext) -> Path | None:
-        cache = self.cache_dir or getattr(ctx, "cache_dir", None) or getattr(ctx, "scores_dir", None)
-        return Path(cache) if cache else None
+    def dependencies(self, ctx: ScoringContext) -> tuple[str, ...]:
+        """The scorers whose tables the functions in use read (their keys enter ws's key)."""
+        return tuple(n for n in self.resolve_lfs(ctx) if n in SCORER_LFS)
 
     def fingerprint(self, ctx: ScoringContext) -> str:
-        """The functions in use and the fingerprints and settings of the scorers they read."""
-        from harness.plugins import instantiate
-        from harness.scoring import _model_fingerprint
-
-        parts: dict[str, Any] = {"lfs": self.resolve_lfs(ctx)}
-        for n in parts["lfs"]:
-            if n in SCORER_LFS:
-                dep = instantiate(n, ctx)
-                parts[n] = {"settings": dep.settings(), "model": _model_fingerprint(dep, ctx)}
-        blob = json.dumps(parts, sort_keys=True, default=str)
+        """The functions in use (the scorers they read enter the key as dependencies)."""
+        blob = json.dumps({"lfs": self.resolve_lfs(ctx)}, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     # -- scoring ---------------------------------------------------------------------------------
 
     def setup(self, ctx: ScoringContext) -> None:
-        from harness.scoring import compute_terms
-
         self.active = self.resolve_lfs(ctx)
         self._scores = {}
         for n in self.active:
             if n in SCORER_LFS:  # the other scorer's combined score, in pool order (NaN = no image)
-                terms = compute_terms(ctx.pool, n, ctx, self._cache_dir(ctx))
-                self._scores[n] = np.asarray(terms.combined(), dtype=np.float64)
+                self._scores[n] = np.asarray(self.scores_of(n).combined, dtype=np.float64)
         # pool-wide cut points of the score bands
         cols = [c for c in ("clip_b32_similarity_score", "clip_l14_similarity_score")]
         meta = ctx.pool.read_columns(cols).to_pandas()

@@ -64,14 +64,15 @@ def write_pool_slice(world: Path, out: Path, samples: int) -> Path:
 
 
 def _time_engine(world: Path, scorer: str, batch_size: int, engine: str, workers: int | None) -> tuple[float, int]:
-    from harness.plugins import ScoringContext
+    from harness.plugins import EngineSettings, ScoringContext
     from harness.pool import Pool
     from harness.scoring import score
 
     pool = Pool(world / "pool")
-    ctx = ScoringContext(pool=pool, models_dir=world / "models", batch_size=batch_size)
+    ctx = ScoringContext(pool=pool, models_dir=world / "models", batch_size=batch_size,
+                         engine=EngineSettings(engine, workers=workers))
     t0 = time.perf_counter()
-    table = score(pool, scorer, ctx, None, progress=False, engine=engine, ray_workers=workers)
+    table = score(pool, scorer, ctx, None, progress=False)
     seconds = time.perf_counter() - t0
     scored = int(table[table.attrs["record"]["terms"][0]].notna().sum())
     return seconds, scored

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -18,7 +19,7 @@ from harness.baselines.hype.model import MeruCLIP, hype_state_dict, load_meru
 from harness.baselines.hype.plugin import HypeImageScorer, HypeScorer, normalise, parse_weights
 from PIL import Image
 
-from harness.plugins import PluginError, ScoringContext, get_filter
+from harness.plugins import Needs, PluginError, Predicate, ScoringContext, get_filter
 from harness.pool import Pool
 
 # --- combine -----------------------------------------------------------------------------------
@@ -153,6 +154,38 @@ def test_engine_scores_match_a_direct_computation(small_pool, tmp_path):
     # hype_img: the same eps_i on its own
     t_img = scoring.score(pool, "hype_img", ctx, tmp_path / "cache", progress=False)
     assert np.allclose(t_img["eps_i"], table["eps_i"], atol=1e-6)
+
+
+class _OddRows(Predicate):
+    """A stand-in for image_based over the small pool: keeps the rows whose caption number is odd."""
+
+    name = "image_based"
+    needs = Needs(columns=("text",))
+    keeps: ClassVar[int] = 0
+
+    def keep(self, batch, ctx):
+        type(self).keeps += 1
+        return np.array([int(t.split()[-1]) % 2 == 1 for t in batch.column("text")])
+
+
+def test_hype_in_reads_image_based_through_the_score_cache(small_pool, tmp_path, monkeypatch):
+    """c_in is the image_based table the engine computed (once, cached), looked up by uid; the
+    image_based key is part of hype_in's key."""
+    from harness import plugins
+    from harness.scoring import compute_terms, score_record
+
+    monkeypatch.setitem(plugins._REGISTRY, "image_based", _OddRows)
+    _OddRows.keeps = 0
+    pool_dir, models_dir, uids, caps, _ = small_pool
+    pool = Pool(pool_dir)
+    ctx = ScoringContext(pool=pool, models_dir=models_dir, batch_size=5, options={"hype_in.chunk": 4})
+    t = compute_terms(pool, "hype_in", ctx, tmp_path, progress=False)
+    odd = np.array([int(c.split()[-1]) % 2 == 1 for c in caps], dtype=np.float64)
+    np.testing.assert_array_equal(t.terms["c_in"], odd)  # metadata order, whatever the shard order
+    dep_key = score_record(_OddRows(), ctx)["key"]
+    assert t.record["depends_on"] == {"image_based": dep_key}
+    assert (tmp_path / f"image_based-{dep_key}.parquet").is_file()
+    assert _OddRows.keeps == 1  # one metadata file, one pass: keep() is not re-run by hype_in
 
 
 def test_checkpoint_file_needs_a_reference_set(small_pool, tmp_path):

@@ -3,7 +3,8 @@
 - scaleout_pixels: a model-free "model scorer" (reads images and captions from the shards) whose
   score is exact arithmetic on the sample, so the two engines must agree bit for bit;
 - scaleout_crash: the same, but the worker process dies (os._exit) the first time it meets a chosen
-  uid; a marker file makes it die only once, whichever worker meets the uid.
+  uid; a marker file makes it die only once, whichever worker meets the uid;
+- scaleout_counted_image_based: image_based, logging each k-means fit to a file.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+from harness.baselines.image_based import ImageBased
 
 from harness.plugins import Needs, Scorer, register
 
@@ -56,3 +58,19 @@ class CrashOnce(PixelScorer):
 
 def crash_marker_pid(marker: str | Path) -> int:
     return int(Path(marker).read_text())
+
+
+@register
+class CountedImageBased(ImageBased):
+    """image_based that writes one line to ``fit_log`` each time it fits its k-means (in any process)."""
+
+    name = "scaleout_counted_image_based"
+
+    def __init__(self, fit_log: str = "", **options):
+        super().__init__(**options)
+        self.fit_log = fit_log
+
+    def _fit_pool(self, ctx):
+        with open(self.fit_log, "a") as f:
+            f.write(f"{os.getpid()}\n")
+        return super()._fit_pool(ctx)

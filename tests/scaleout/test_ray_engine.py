@@ -12,9 +12,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from harness.plugins import ScoringContext, instantiate
+from harness.plugins import EngineSettings, ScoringContext, instantiate
 from harness.pool import Pool
-from harness.scoring import _term_names, compute_many, read_score_table, score, score_record
+from harness.scoring import compute_many, read_score_table, score, score_record, term_names
 
 METADATA_FILTERS = ["clip_b32", "clip_l14", "basic", "image_based", "random", "no_filter"]
 
@@ -34,10 +34,10 @@ def test_metadata_filters_identical(ray_local, scaleout_world, tmp_path):
     got = {}
     for engine in ("local", "ray"):
         filters = [instantiate(n, ctx) for n in METADATA_FILTERS]
-        got[engine] = compute_many(ctx.pool, filters, ctx, tmp_path / engine, progress=False, engine=engine,
-                                   ray_workers=2)
+        got[engine] = compute_many(ctx.pool, filters, ctx, tmp_path / engine, progress=False,
+                                   engine=EngineSettings(engine, workers=2))
     for a, b in zip(got["local"], got["ray"], strict=True):
-        assert a.filter.name == b.filter.name and list(a.terms) == list(b.terms) == list(_term_names(a.filter))
+        assert a.filter.name == b.filter.name and list(a.terms) == list(b.terms) == list(term_names(a.filter))
         for t in a.terms:
             assert len(a.terms[t]) == len(df)
             np.testing.assert_array_equal(a.terms[t], b.terms[t], err_msg=f"{a.filter.name}.{t}")
@@ -56,7 +56,7 @@ def test_model_scorer_identical_on_a_damaged_pool(ray_local, scaleout_world, tmp
     root, df = scaleout_world
     ctx = _ctx(root)
     local = score(ctx.pool, "scaleout_pixels", ctx, tmp_path / "local", progress=False)
-    ray = score(ctx.pool, "scaleout_pixels", ctx, tmp_path / "ray", progress=False, engine="ray", ray_workers=2)
+    ray = score(ctx.pool, "scaleout_pixels", ctx, tmp_path / "ray", progress=False, engine=EngineSettings("ray", workers=2))
     pd.testing.assert_frame_equal(local, ray)
     _same_record(local.attrs["record"], ray.attrs["record"])
     rec = ray.attrs["record"]
@@ -85,7 +85,7 @@ def test_worker_killed_mid_job(ray_local, scaleout_world, tmp_path):
     marker = tmp_path / "died"
     victim = df.uid[100]  # in the third shard
     ctx.options["scaleout_crash"] = {"uid": victim, "marker": str(marker)}
-    ray = score(ctx.pool, "scaleout_crash", ctx, tmp_path / "ray", progress=False, engine="ray", ray_workers=2)
+    ray = score(ctx.pool, "scaleout_crash", ctx, tmp_path / "ray", progress=False, engine=EngineSettings("ray", workers=2))
     assert marker.exists(), "the worker never met the victim: nothing was killed"
     pid = int(marker.read_text())
     assert pid != os.getpid()  # a Ray worker died, not the test
@@ -111,7 +111,7 @@ def test_ray_resumes_from_finished_shards(ray_local, scaleout_world, tmp_path):
     uids = [s.uid for s in iter_shard_samples(done, decode_images=False)]
     pq.write_table(pa.table({"uid": uids, "pixel": np.full(len(uids), 7.0), "chars": rows.loc[uids, "chars"]}),
                    work / f"{done.stem}.parquet")
-    got = score(ctx.pool, "scaleout_pixels", ctx, tmp_path, progress=False, engine="ray", ray_workers=2)
+    got = score(ctx.pool, "scaleout_pixels", ctx, tmp_path, progress=False, engine=EngineSettings("ray", workers=2))
     g = got.set_index("uid")
     assert (g.loc[uids, "pixel"] == 7.0).all()  # kept from the work table, not rescored
     others = g.index.difference(uids)
@@ -123,7 +123,7 @@ def test_unknown_engine_is_refused(scaleout_world):
     root, _ = scaleout_world
     ctx = _ctx(root)
     with pytest.raises(ValueError, match="unknown scoring engine 'spark'"):
-        score(ctx.pool, "clip_b32", ctx, None, progress=False, engine="spark")
+        score(ctx.pool, "clip_b32", ctx, None, progress=False, engine=EngineSettings("spark"))
 
 
 class _FakeRay:
@@ -135,11 +135,30 @@ class _FakeRay:
 
 
 def test_gpu_actors_share_the_gpus_evenly():
-    from harness.scoring_ray import RayOptions, _gpu_share
+    from harness.engines.ray import gpu_share
 
-    assert _gpu_share(_FakeRay(64, 8), RayOptions()) == (32, 0.25)  # 4 decoding actors per GPU
-    assert _gpu_share(_FakeRay(12, 8), RayOptions()) == (12, 0.5)  # CPU-bound: 12 actors, 2 per GPU at most
-    assert _gpu_share(_FakeRay(64, 8), RayOptions(workers=8)) == (8, 1.0)
-    assert _gpu_share(_FakeRay(64, 2), RayOptions(workers=3)) == (3, 0.5)  # 3 actors fit on 2 GPUs
+    assert gpu_share(_FakeRay(64, 8), EngineSettings("ray")) == (32, 0.25)  # 4 decoding actors per GPU
+    assert gpu_share(_FakeRay(12, 8), EngineSettings("ray")) == (12, 0.5)  # CPU-bound: 12 actors, 2 per GPU at most
+    assert gpu_share(_FakeRay(64, 8), EngineSettings("ray", workers=8)) == (8, 1.0)
+    assert gpu_share(_FakeRay(64, 2), EngineSettings("ray", workers=3)) == (3, 0.5)  # 3 actors fit on 2 GPUs
     with pytest.raises(RuntimeError, match="no GPUs"):
-        _gpu_share(_FakeRay(8, 0), RayOptions())
+        gpu_share(_FakeRay(8, 0), EngineSettings("ray"))
+
+
+@pytest.mark.parametrize("engine", ["local", "ray"])
+def test_image_based_fits_its_kmeans_once(ray_local, scaleout_world, tmp_path, engine):
+    """setup() runs once per engine worker: on Ray the k-means is fitted once (on the driver), not
+    once per metadata file (the pool has 4), and the result is image_based's."""
+    root, df = scaleout_world
+    log = tmp_path / "fits.log"
+    ctx = _ctx(root)
+    ctx = ScoringContext(pool=ctx.pool, batch_size=16, seed=3,
+                         options={"image_based": {"k": 8},
+                                  "scaleout_counted_image_based": {"k": 8, "fit_log": str(log)}})
+    assert len(ctx.pool.metadata_files) == 4
+    got = compute_many(ctx.pool, [instantiate("scaleout_counted_image_based", ctx)], ctx, None, progress=False,
+                       engine=EngineSettings(engine, workers=2))[0]
+    assert len(log.read_text().splitlines()) == 1
+    plain = compute_many(ctx.pool, [instantiate("image_based", ctx)], ctx, None, progress=False)[0]
+    np.testing.assert_array_equal(got.terms["keep"], plain.terms["keep"])
+    assert 0 < got.terms["keep"].sum() < len(df)

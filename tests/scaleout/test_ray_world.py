@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from harness.benchmarks.scoring_engines import write_pool_slice
-from harness.plugins import ScoringContext
+from harness.plugins import EngineSettings, ScoringContext
 from harness.pool import Pool
 from harness.scoring import score
 
@@ -35,7 +35,7 @@ def test_model_scorer_matches_local(ray_local, world_slice, tmp_path, name):
     pool = Pool(world_slice / "pool")
     ctx = ScoringContext(pool=pool, models_dir=world_slice / "models", batch_size=16)
     local = score(pool, name, ctx, tmp_path / "local", progress=False)
-    ray = score(pool, name, ctx, tmp_path / "ray", progress=False, engine="ray", ray_workers=2)
+    ray = score(pool, name, ctx, tmp_path / "ray", progress=False, engine=EngineSettings("ray", workers=2))
     pd.testing.assert_series_equal(local["uid"], ray["uid"])
     assert local.attrs["record"] == ray.attrs["record"]  # key, rows, missing, what the reader met
     terms = ray.attrs["record"]["terms"]

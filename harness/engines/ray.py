@@ -2,14 +2,16 @@
 
 - model scorers: Ray Data reads the pool's tar shards as raw bytes (decoding is the scorer's work, as
   in the local engine) and an actor pool scores them, one set-up scorer (one model) per actor; on
-  CUDA the actors share the GPUs (a fraction each), since each decodes its own images on one CPU. A dead actor is restarted and its batches retried,
-  so a killed worker costs time, not rows. The driver gathers the rows of each shard and writes the
-  same per-shard work table the local ``_score_shard`` writes (scored samples in tar order, then the
-  samples without a decodable image, NaN); the local engine's alignment code then makes the final
-  table. Shards finish (and are written, atomically) as they complete: an interrupted Ray run resumes
-  like a local one.
-- metadata scorers and predicates: one Ray task per metadata file, each a vectorised batch over that
-  file's parquet rows and npz features, concatenated in file order.
+  CUDA the actors share the GPUs (a fraction each), since each decodes its own images on one CPU. A
+  dead actor is restarted and its batches retried, so a killed worker costs time, not rows. The
+  driver gathers the rows of each shard and writes the same per-shard work table the local engine
+  writes (scored samples in tar order, then the samples without a decodable image, NaN);
+  harness.scoring's alignment then makes the final table. Shards finish (and are written,
+  atomically) as they complete: an interrupted Ray run resumes like a local one.
+- metadata scorers and predicates: set up once on the driver (an ``image_based`` k-means is fitted
+  there, once, however many files the pool has), then shipped set-up to one Ray task per metadata
+  file, each a vectorised batch over that file's parquet rows and npz features, concatenated in file
+  order.
 
 Why a small datasource instead of ``ray.data.read_webdataset(decoder=None)``: Ray's reader raises on a
 truncated tar, a duplicated member or non-contiguous keys, where the local reader
@@ -26,11 +28,10 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
-import logging
 import os
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,16 @@ import pandas as pd
 import pyarrow as pa
 
 from harness import numerics
+from harness.engines.base import (
+    EngineSettings,
+    atomic_write_table,
+    check_terms,
+    metadata_inputs,
+    metadata_terms,
+    set_up,
+    term_names,
+    work_table_path,
+)
 from harness.plugins import Filter, Scorer, ScoringContext
 from harness.pool import (
     IMAGE_EXTS,
@@ -48,8 +59,6 @@ from harness.pool import (
     iter_shard_raw,
     sample_from_raw,
 )
-
-log = logging.getLogger("harness.scoring_ray")
 
 # rows of the shard reader: one per sample, plus one "end" row per shard (its row count and any error)
 _READ_SCHEMA = pa.schema(
@@ -67,22 +76,6 @@ _READ_SCHEMA = pa.schema(
 _READ_CHUNK = 256  # rows per block yielded by the reader
 
 
-@dataclass
-class RayOptions:
-    """How to reach Ray and how wide to go.
-
-    address: None starts a local Ray instance (or reuses one already initialised in this process);
-      "auto" joins the cluster this machine belongs to; "ray://head:10001" is Ray Client.
-    workers: scoring actors (model scorers) or concurrent tasks (metadata scorers); None = one per
-      CPU of the cluster, or (CUDA) up to 4 actors per GPU sharing it, as many as there are CPUs.
-    max_retries: retries of a failed metadata task (actors are restarted without limit).
-    """
-
-    address: str | None = None
-    workers: int | None = None
-    max_retries: int = 3
-
-
 def _require_ray() -> Any:
     try:
         import ray
@@ -91,7 +84,7 @@ def _require_ray() -> Any:
     return ray
 
 
-def init_ray(options: RayOptions) -> Any:
+def init_ray(options: EngineSettings) -> Any:
     """Connect to (or start) Ray once per process; returns the ``ray`` module."""
     ray = _require_ray()
     if not ray.is_initialized():
@@ -105,15 +98,13 @@ def init_ray(options: RayOptions) -> Any:
     return ray
 
 
-def _workers(ray: Any, options: RayOptions) -> int:
-    if options.workers is not None:
-        if options.workers < 1:
-            raise ValueError(f"Ray workers must be >= 1, got {options.workers}")
+def _workers(ray: Any, options: EngineSettings) -> int:
+    if options.workers is not None:  # EngineSettings refuses workers < 1
         return options.workers
     return max(int(ray.cluster_resources().get("CPU", 1)), 1)
 
 
-def _gpu_share(ray: Any, options: RayOptions) -> tuple[int, float]:
+def gpu_share(ray: Any, options: EngineSettings) -> tuple[int, float]:
     """(actors, GPU fraction per actor) for a CUDA scorer.
 
     An actor decodes its images on its own CPU, so one actor per GPU would leave the GPU waiting on
@@ -122,7 +113,7 @@ def _gpu_share(ray: Any, options: RayOptions) -> tuple[int, float]:
     n_gpu = int(ray.cluster_resources().get("GPU", 0))
     if n_gpu < 1:
         raise RuntimeError("the scoring device is CUDA but the Ray cluster has no GPUs; use --device cpu")
-    workers = options.workers or max(1, min(_workers(ray, RayOptions()), 4 * n_gpu))
+    workers = options.workers or max(1, min(_workers(ray, EngineSettings("ray")), 4 * n_gpu))
     per_gpu = -(-workers // n_gpu)
     return workers, 1.0 / per_gpu
 
@@ -147,11 +138,12 @@ def _ship_by_value(filt: Filter) -> None:
 
 def _fresh_copy(filt: Filter) -> Filter:
     """The filter as constructed, without what setup() loaded (each actor loads its own model onto its
-    own device instead of receiving the driver's through the object store); the filter itself when it
-    cannot be rebuilt from its options."""
+    own device instead of receiving the driver's through the object store), with the dependency scores
+    the engine handed it; the filter itself when it cannot be rebuilt from its options."""
     try:
         fresh = type(filt)(**filt.options)
         if fresh.settings() == filt.settings():
+            fresh.bind_dependencies(filt.dependency_scores())
             return fresh
     except Exception:  # a plugin whose constructor does not take its options back
         pass
@@ -209,7 +201,7 @@ class _ShardScorer:
         self.images = type(filt).needs.images
         if str(ctx.device).split(":")[0] == "cpu":  # the local engine's kernels and threads (harness/numerics.py)
             numerics.init_worker(numerics.INFERENCE_THREADS)
-        filt.setup(ctx)
+        filt.setup(ctx)  # once per actor, before its first batch
 
     def _sample(self, r: dict[str, Any], notes: list[str]) -> tuple[str, Sample | None]:
         """(status, sample) under the reader's own rules (harness.pool.sample_from_raw)."""
@@ -225,8 +217,6 @@ class _ShardScorer:
         return (status + "_bad_caption" if stats.bad_captions else status), sample
 
     def __call__(self, batch: pa.Table) -> pd.DataFrame:
-        from harness.scoring import _check_terms  # the same validation as the local engine
-
         rows = batch.to_pylist()
         n = len(rows)
         uid, status, notes = [""] * n, ["end"] * n, [""] * n
@@ -251,7 +241,7 @@ class _ShardScorer:
             out[t] = np.full(n, np.nan)
         if samples:
             where = f"ray batch, shard {samples[0].shard}, samples {samples[0].uid}..{samples[-1].uid}"
-            got = _check_terms(self.filt, self.filt.score_samples(samples, self.ctx), len(samples), self.terms, where)
+            got = check_terms(self.filt, self.filt.score_samples(samples, self.ctx), len(samples), self.terms, where)
             for t in self.terms:
                 out.loc[at, t] = got[t]
         return out
@@ -288,8 +278,6 @@ class _ShardCollector:
         return int((frame["status"] != "end").sum())
 
     def _finish(self, name: str) -> None:
-        from harness.scoring import _atomic_write_table
-
         rows = pd.concat(self.parts.pop(name)).sort_values("index", kind="stable")
         status = rows["status"]
         if (status == "end").sum() != 1 or rows["index"].nunique() != len(rows):
@@ -312,7 +300,7 @@ class _ShardCollector:
         data: dict[str, Any] = {"uid": pa.array(table["uid"].tolist(), pa.string())}
         for t in self.terms:
             data[t] = table[t].to_numpy(dtype=np.float64)
-        _atomic_write_table(pa.table(data), self.work / f"{Path(name).stem}.parquet")
+        atomic_write_table(pa.table(data), work_table_path(self.work, Path(name)))
 
     def total_stats(self) -> SampleStats:
         total = SampleStats()
@@ -322,118 +310,94 @@ class _ShardCollector:
         return total
 
 
-def score_shards_ray(
-    filt: Scorer,
-    shards: list[Path],
-    ctx: ScoringContext,
-    terms: tuple[str, ...],
-    work: Path,
-    options: RayOptions,
-    progress: bool = False,
-) -> SampleStats:
-    """Score ``shards`` on Ray; writes ``work/<shard stem>.parquet`` for each, as the local engine does.
+@dataclass
+class RayEngine:
+    settings: EngineSettings = field(default_factory=lambda: EngineSettings("ray"))
 
-    Returns the counts of what the reader met (corrupt samples and shards, undecodable images, bad
-    captions), as the local engine's SampleStats.
-    """
-    from harness import console
+    def score_shards(self, filt: Scorer, shards: list[Path], ctx: ScoringContext, work: Path,
+                     progress: bool) -> SampleStats:
+        """Score ``shards`` on Ray; writes each shard's work table, as the local engine does.
 
-    ray = init_ray(options)
-    if not shards:
-        return SampleStats()
-    gpu = str(ctx.device).startswith("cuda")
-    workers, gpu_share = _gpu_share(ray, options) if gpu else (_workers(ray, options), 0.0)
-    _ship_by_value(filt)
-    # a fresh Pool: no cached uid array (16 bytes a row) shipped to every actor
-    actor_ctx = dataclasses.replace(ctx, pool=Pool(ctx.pool.root) if ctx.pool is not None else None)
-    ds = ray.data.read_datasource(
-        _shard_datasource([str(s) for s in shards], type(filt).needs.images),
-        # reading raw bytes is light; a CPU held by a reader would starve the actors on a small node
-        num_cpus=0,
-        concurrency=workers,
-    )
-    scored = ds.map_batches(
-        _ShardScorer,
-        fn_constructor_args=(_fresh_copy(filt), actor_ctx, terms),
-        batch_size=ctx.batch_size,
-        batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(size=workers),
-        num_cpus=1,
-        num_gpus=gpu_share,
-        # Ray Data's actor defaults (max_restarts=-1, max_task_retries=-1) restart a dead worker and
-        # retry its batch: the table still comes out whole (tests/scaleout kill one to check)
-    )
-    work.mkdir(parents=True, exist_ok=True)
-    collector = _ShardCollector(shards, work, terms)
-    bar = console.progress(desc=f"score {filt.name} (ray x{workers})", unit="sample", enabled=progress)
-    try:
-        for frame in scored.iter_batches(batch_size=None, batch_format="pandas"):
-            bar.update(collector.add(frame))
-    finally:
-        bar.close()
-    missing = [s.name for s in shards if s.name not in collector.stats]
-    if missing:
-        raise RuntimeError(f"Ray engine: shard(s) {missing[:5]} did not come back complete")
-    return collector.total_stats()
+        Returns the counts of what the reader met (corrupt samples and shards, undecodable images, bad
+        captions), as the local engine's SampleStats.
+        """
+        from harness import console
 
+        options = self.settings
+        ray = init_ray(options)
+        if not shards:
+            return SampleStats()
+        terms = term_names(filt)
+        gpu = str(ctx.device).startswith("cuda")
+        workers, share = gpu_share(ray, options) if gpu else (_workers(ray, options), 0.0)
+        _ship_by_value(filt)
+        # a fresh Pool: no cached uid array (16 bytes a row) shipped to every actor
+        actor_ctx = dataclasses.replace(ctx, pool=Pool(ctx.pool.root) if ctx.pool is not None else None)
+        ds = ray.data.read_datasource(
+            _shard_datasource([str(s) for s in shards], type(filt).needs.images),
+            # reading raw bytes is light; a CPU held by a reader would starve the actors on a small node
+            num_cpus=0,
+            concurrency=workers,
+        )
+        scored = ds.map_batches(
+            _ShardScorer,
+            fn_constructor_args=(_fresh_copy(filt), actor_ctx, terms),
+            batch_size=ctx.batch_size,
+            batch_format="pyarrow",
+            compute=ray.data.ActorPoolStrategy(size=workers),
+            num_cpus=1,
+            num_gpus=share,
+            # Ray Data's actor defaults (max_restarts=-1, max_task_retries=-1) restart a dead worker and
+            # retry its batch: the table still comes out whole (tests/scaleout kill one to check)
+        )
+        work.mkdir(parents=True, exist_ok=True)
+        collector = _ShardCollector(shards, work, terms)
+        bar = console.progress(desc=f"score {filt.name} (ray x{workers})", unit="sample", enabled=progress)
+        try:
+            for frame in scored.iter_batches(batch_size=None, batch_format="pandas"):
+                bar.update(collector.add(frame))
+        finally:
+            bar.close()
+        missing = [s.name for s in shards if s.name not in collector.stats]
+        if missing:
+            raise RuntimeError(f"Ray engine: shard(s) {missing[:5]} did not come back complete")
+        return collector.total_stats()
 
-# ---------------------------------------------------------------------------------------------
-# metadata scorers and predicates
-
-
-class _OneFilePool(Pool):
-    """A view of a pool restricted to one metadata file: what one Ray task reads."""
-
-    def __init__(self, pool: Pool, path: Path):  # the files are known: no Pool.__init__ checks
-        self.__dict__.update(pool.__dict__)
-        self._only = path
-        self._uids = None
-
-    @property
-    def metadata_files(self) -> list[Path]:
-        return [self._only]
+    def score_metadata(self, filters: list[Filter], pool: Pool, ctx: ScoringContext) -> list[dict[str, np.ndarray]]:
+        """Metadata scorers and predicates over the pool: one Ray task per metadata file, every filter in
+        it, results concatenated in file order (what the local engine returns)."""
+        options = self.settings
+        ray = init_ray(options)
+        # once, on the driver (the worker that holds the whole pool): what setup() prepares, such as
+        # image_based's pool-wide k-means, travels with the filters to every task
+        set_up(filters, ctx)
+        for f in filters:
+            _ship_by_value(f)
+        files = pool.metadata_files
+        offsets = np.concatenate([[0], np.cumsum(pool.file_rows())]).astype(int)
+        filters_ref = ray.put(list(filters))
+        ctx_ref = ray.put(dataclasses.replace(ctx, pool=Pool(pool.root)))  # without the cached uid array
+        task = ray.remote(num_cpus=1, max_retries=options.max_retries)(_score_file)
+        window = _workers(ray, options)
+        futures: list[Any] = []
+        pending: list[Any] = []
+        for i, path in enumerate(files):
+            if len(pending) >= window:  # at most `workers` files in flight
+                _, pending = ray.wait(pending, num_returns=1)
+            ref = task.remote(filters_ref, ctx_ref, str(path), int(offsets[i]))
+            futures.append(ref)
+            pending.append(ref)
+        parts = ray.get(futures)
+        out = []
+        for j, f in enumerate(filters):
+            names = term_names(f)
+            out.append({t: np.concatenate([p[j][t] for p in parts]) if parts else np.empty(0) for t in names})
+        return out
 
 
 def _score_file(filters: list[Filter], ctx: ScoringContext, path: str, offset: int) -> list[dict[str, np.ndarray]]:
-    """Every filter over one metadata file (read once), validated as the local engine does."""
-    from harness.scoring import _metadata_out
-
-    cols = list(dict.fromkeys(c for f in filters for c in type(f).needs.columns))
-    feats = list(dict.fromkeys(c for f in filters for c in type(f).needs.features))
-    batch = next(iter(_OneFilePool(ctx.pool, Path(path)).iter_metadata(cols, feats)))
-    batch.offset = offset  # the row offset in the whole pool, as the local pass gives it
-    return [_metadata_out(f, batch, ctx) for f in filters]
-
-
-def score_metadata_ray(
-    filters: list[Filter], pool: Pool, ctx: ScoringContext, options: RayOptions
-) -> list[dict[str, np.ndarray]]:
-    """Metadata scorers and predicates over the pool: one Ray task per metadata file, every filter in
-    it, results concatenated in file order (what ``harness.scoring._run_metadata`` returns)."""
-    from harness.scoring import _term_names
-
-    ray = init_ray(options)
-    for f in filters:
-        if isinstance(f, Scorer):
-            f.setup(ctx)  # once, on the driver, as the local engine does; the state travels with f
-        _ship_by_value(f)
-    files = pool.metadata_files
-    offsets = np.concatenate([[0], np.cumsum(pool.file_rows())]).astype(int)
-    filters_ref = ray.put(list(filters))
-    ctx_ref = ray.put(dataclasses.replace(ctx, pool=Pool(pool.root)))  # without the cached uid array
-    task = ray.remote(num_cpus=1, max_retries=options.max_retries)(_score_file)
-    window = _workers(ray, options)
-    futures: list[Any] = []
-    pending: list[Any] = []
-    for i, path in enumerate(files):
-        if len(pending) >= window:  # at most `workers` files in flight
-            _, pending = ray.wait(pending, num_returns=1)
-        ref = task.remote(filters_ref, ctx_ref, str(path), int(offsets[i]))
-        futures.append(ref)
-        pending.append(ref)
-    parts = ray.get(futures)
-    out = []
-    for j, f in enumerate(filters):
-        names = _term_names(f)
-        out.append({t: np.concatenate([p[j][t] for p in parts]) if parts else np.empty(0) for t in names})
-    return out
+    """Every (set-up) filter over one metadata file (read once), validated as the local engine does;
+    ``offset`` is the file's first row in the whole pool, as the local pass gives it."""
+    cols, feats = metadata_inputs(filters)
+    batch = ctx.pool.metadata_batch(Path(path), cols, feats, offset)
+    return [metadata_terms(f, batch, ctx) for f in filters]
