@@ -40,10 +40,10 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from harness.baselines.hype import geometry as G
 from torch import Tensor, nn
 
 from harness import safeload
+from harness.baselines.hype import geometry as G
 from harness.stages import sha256_file
 
 LOGIT_SCALE_MAX = math.log(100.0)  # MERU/open_clip cap the contrastive temperature at 100

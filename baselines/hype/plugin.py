@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from harness.baselines.hype import DEFAULT_CHUNK
 
+from harness.baselines.hype import DEFAULT_CHUNK
 from harness.plugins import Needs, PluginError, Scorer, ScoringContext, register
 from harness.pool import Sample, find_uids, uid_order, uids_to_array
 
@@ -174,7 +174,6 @@ class HypeScorer(Scorer):
 
     def fingerprint(self, ctx: ScoringContext) -> str:
         from harness.baselines.hype.model import LOADER_VERSION
-
         from harness.stages import sha256_file
 
         def fingerprint_file(path: Path) -> str:  # the first 16 hex digits of its sha256, as the loader's

@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from harness.baselines.hype.model import MeruCLIP, hype_state_dict
 
+from harness.baselines.hype.model import MeruCLIP, hype_state_dict
 from harness.stages import atomic_path
 
 MODEL_NAME = "hype-tiny"
@@ -131,6 +131,7 @@ def train_meru(
 ) -> tuple[MeruCLIP, Any, Any, dict[str, Any]]:
     """Train a MeruCLIP on pairs; returns (model, preprocess, tokenizer, training record)."""
     import open_clip
+
     from harness.baselines.hype.model import preprocess_and_tokenizer
 
     torch.manual_seed(seed)

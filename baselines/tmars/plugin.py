@@ -25,9 +25,9 @@ import json
 from typing import Any, ClassVar
 
 import numpy as np
+
 from harness.baselines.tmars.detectors import TextDetector, get_detector
 from harness.baselines.tmars.masking import mask_image
-
 from harness.models import paired_cosine
 from harness.plugins import Needs, PluginError, Sample, Scorer, ScoringContext, register
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
 from harness.baselines.ws.label_model import LabelModel, check_votes
 
 __all__ = ["analysis_for_pool", "format_lf_table", "lf_table"]

@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
 from harness.baselines.ws.label_model import LabelModel
 from harness.baselines.ws.labeling_functions import (
     LABELING_FUNCTIONS,
@@ -50,7 +51,6 @@ from harness.baselines.ws.labeling_functions import (
     lf_inputs,
     score_thresholds,
 )
-
 from harness.plugins import MetadataBatch, Needs, PluginError, Scorer, ScoringContext, register
 
 LF_NAMES: tuple[str, ...] = tuple(LABELING_FUNCTIONS)

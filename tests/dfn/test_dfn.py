@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from harness.baselines.ws.auc_report import format_auc_table, noise_aucs
 from PIL import Image
 
+from harness.baselines.ws.auc_report import format_auc_table, noise_aucs
 from harness.plugins import PluginError, Sample, ScoringContext, get_filter
 
 

@@ -8,10 +8,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from filters_fakepool import datacomp_uids
-from harness.baselines.random_filter import uid_uniform
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from harness.baselines.random_filter import uid_uniform
 from harness.expressions import kth_smallest, percent_threshold
 from harness.pool import Pool, PoolError, sort_uids, uids_into, uids_to_array
 

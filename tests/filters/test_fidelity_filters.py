@@ -223,6 +223,7 @@ def test_image_based_with_datacomp_centroids_file(fake_pool_dir, tmp_path):
 
 def test_image_based_fits_datacomps_kmeans_on_caption_filtered_samples(tmp_path):
     import faiss
+
     from harness.baselines.image_based import ImageBased
 
     df = make_fake_pool(tmp_path / "world" / "pool", n_files=2, rows=60, n_shards=1)

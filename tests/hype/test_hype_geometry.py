@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+
 from harness.baselines.hype import geometry as G
 
 # --- an independent float64 reference: full (D+1)-dim Minkowski coordinates, and the exterior

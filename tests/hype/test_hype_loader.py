@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from harness.baselines.hype.model import (
     HYPE_LAYERNORM_EPS,
     CheckpointError,
@@ -18,7 +20,6 @@ from harness.baselines.hype.model import (
     hype_state_dict,
     load_meru,
 )
-from torch import nn
 
 # hype-tiny's vision tower is a ModifiedResNet (no LayerNorm); the text tower has 2 blocks x 2 + ln_final
 TINY = "hype-tiny"

@@ -10,6 +10,8 @@ import numpy as np
 import open_clip
 import pytest
 import torch
+from PIL import Image
+
 from harness.baselines.hype import geometry as G
 from harness.baselines.hype.model import (
     HYPE_LAYERNORM_EPS,
@@ -23,7 +25,6 @@ from harness.baselines.hype.model import (
     load_reference_set,
     set_layernorm_eps,
 )
-from PIL import Image
 
 TINY = "hype-tiny"
 

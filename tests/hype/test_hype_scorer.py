@@ -14,11 +14,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from PIL import Image
+
 from harness.baselines.hype import geometry as G
 from harness.baselines.hype.model import MeruCLIP, hype_state_dict, load_meru
 from harness.baselines.hype.plugin import HypeImageScorer, HypeScorer, normalise, parse_weights
-from PIL import Image
-
 from harness.plugins import Needs, PluginError, Predicate, ScoringContext, get_filter
 from harness.pool import Pool
 

@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 import torch
-from harness.baselines.hype import geometry as G
-from harness.baselines.hype.model import load_meru, load_reference_set
 from sklearn.metrics import roc_auc_score
 
+from harness.baselines.hype import geometry as G
+from harness.baselines.hype.model import load_meru, load_reference_set
 from harness.world.captions import caption_levels
 from harness.world.data import heldout_pairs
 from harness.world.scenes import sample_scene

@@ -210,6 +210,7 @@ def test_cli_refuses_a_snapshot_without_weights_and_caches_nothing(hub, pool, tm
 
 def test_harness_loads_log_no_random_init_warning(hub, weights, tmp_path, caplog) -> None:
     import open_clip
+
     from harness.baselines.hype.model import MeruCLIP
 
     _snapshot(hub, A, weights["one"])

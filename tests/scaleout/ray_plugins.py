@@ -13,8 +13,8 @@ import os
 from pathlib import Path
 
 import numpy as np
-from harness.baselines.image_based import ImageBased
 
+from harness.baselines.image_based import ImageBased
 from harness.plugins import Needs, Scorer, register
 
 

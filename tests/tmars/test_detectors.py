@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
-from harness.baselines.tmars import TextDetector, detector_names, get_detector, register_detector
-from harness.baselines.tmars.masking import mask_image, regions_to_rects
 from PIL import Image
 
+from harness.baselines.tmars import TextDetector, detector_names, get_detector, register_detector
+from harness.baselines.tmars.masking import mask_image, regions_to_rects
 from harness.benchmarks.text_images import WORDS, render
 
 

@@ -2,8 +2,9 @@
 
 import numpy as np
 import pytest
-from harness.baselines.tmars.masking import mask_image, mask_images, regions_to_rects
 from PIL import Image
+
+from harness.baselines.tmars.masking import mask_image, mask_images, regions_to_rects
 
 
 def _gradient(w: int = 10, h: int = 8) -> np.ndarray:

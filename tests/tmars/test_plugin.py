@@ -11,9 +11,9 @@ import types
 import numpy as np
 import pandas as pd
 import pytest
-from harness.baselines.tmars.masking import mask_image
 from PIL import Image
 
+from harness.baselines.tmars.masking import mask_image
 from harness.benchmarks.text_images import WORDS, render
 from harness.plugins import PluginError, ScoringContext, get_filter, instantiate
 from harness.pool import Sample

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from harness.baselines.tmars.masking import mask_image, regions_to_rects
 
+from harness.baselines.tmars.masking import mask_image, regions_to_rects
 from harness.plugins import ScoringContext, instantiate
 from harness.pool import Pool
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+
 from harness.baselines.ws.analysis import format_lf_table, lf_table
 from harness.baselines.ws.auc_report import auc, format_auc_table, noise_aucs
 from harness.baselines.ws.label_model import LabelModel

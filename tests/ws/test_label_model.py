@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from harness.baselines.ws.label_model import LabelModel, check_votes, majority_vote
 
 ACC = np.array([0.6, 0.7, 0.75, 0.8, 0.9, 0.95])

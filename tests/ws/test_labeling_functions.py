@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+
 from harness.baselines.ws.labeling_functions import (
     LFConfig,
     apply_lfs,

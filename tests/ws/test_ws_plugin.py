@@ -8,10 +8,10 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 import pytest
-from harness.baselines.ws.analysis import format_lf_table, lf_table
-from harness.baselines.ws.auc_report import auc
 
 from harness import plugins
+from harness.baselines.ws.analysis import format_lf_table, lf_table
+from harness.baselines.ws.auc_report import auc
 from harness.plugins import MetadataBatch, Needs, PluginError, Scorer, ScoringContext, instantiate
 from harness.pool import Pool
 from harness.scoring import compute_terms, score

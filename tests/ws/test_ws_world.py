@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from harness.baselines.ws.auc_report import format_auc_table, noise_aucs
 
+from harness.baselines.ws.auc_report import format_auc_table, noise_aucs
 from harness.plugins import ScoringContext
 
 
