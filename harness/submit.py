@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from harness.stages import atomic_write_json, replace_output_dir
+from harness.summary import Summary, SummaryError
 
 TRACKS = ("filtering", "byod")
 DATACOMP_SCALES = ("small", "medium", "large", "xlarge")  # scale_configs.py SIMPLE_NAMES less "debug"
@@ -150,15 +151,18 @@ def build_bundle(run: Path, out: Path, *, method_name: str, author: str, email: 
                  include_checkpoint: bool = False, overwrite: bool = False) -> dict[str, Any]:
     """Write the bundle for one finished run directory into `out`, validate it, return submission.json."""
     run, out = Path(run), Path(out)
-    summary = _read_json(run / "summary.json")
-    scale = str(summary.get("scale"))
+    try:
+        summary = Summary.read(run / "summary.json")
+    except SummaryError as exc:
+        raise SubmissionError(str(exc)) from None
+    scale = summary.scale
     config = scale_config(scale)
-    if summary.get("suite") not in (None, "datacomp"):
-        raise SubmissionError(f"{run / 'summary.json'}: evaluated on suite {summary.get('suite')!r}; "
+    if summary.suite not in (None, "datacomp"):
+        raise SubmissionError(f"{run / 'summary.json'}: evaluated on suite {summary.suite!r}; "
                               "the leaderboard needs the datacomp suite")
-    if summary.get("partial") or summary.get("missing_tasks"):
+    if summary.partial or summary.missing_tasks:
         raise SubmissionError(f"{run / 'summary.json'}: partial evaluation (missing "
-                              f"{', '.join(summary.get('missing_tasks') or []) or 'tasks'}); evaluate every task first")
+                              f"{', '.join(summary.missing_tasks) or 'tasks'}); evaluate every task first")
     results = read_results(run / RESULTS)
     subset_path = run / "subset.npy"
     subset = load_subset(subset_path)

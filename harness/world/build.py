@@ -29,9 +29,11 @@ from typing import Any
 
 import numpy as np
 
+from harness.stages import atomic_write_text
+
 from .. import numerics
 from .fingerprint import world_fingerprint
-from .io import atomic_write_text, log, log_t0
+from .io import log, log_t0
 from .profiles import profile_knobs
 from .reference_models import MODEL_BUILDERS, REQUIRED_MODELS, resolve_builder
 

@@ -11,7 +11,6 @@ of it, a VTAB-like set, image-caption retrieval, and two others.
 
 from __future__ import annotations
 
-import os
 import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -20,10 +19,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from harness.stages import atomic_path, atomic_write_text
+
 from . import vocab as V
 from .captions import detailed_caption
 from .data import STREAM_EVAL
-from .io import add_tar_member, atomic_write_text, log, temp_path
+from .io import add_tar_member, log
 from .samples import encode_jpeg
 from .scenes import draw_text_block, render_scene, sample_scene
 
@@ -147,8 +148,8 @@ def write_task(root: Path, spec: TaskSpec, index: int, size: int, seed: int) -> 
     labels = order_rng.permutation(np.arange(size) % n_classes)
     per_shard = (size + spec.nshards - 1) // spec.nshards
     for shard in range(spec.nshards):
-        tmp = temp_path(root / "test" / f"{shard}.tar")
-        with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
+        with atomic_path(root / "test" / f"{shard}.tar") as tmp, \
+                tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
             for i in range(shard * per_shard, min(size, (shard + 1) * per_shard)):
                 img, target = spec.make(np.random.default_rng([seed, stream, i]), int(labels[i]))
                 add_tar_member(tar, f"s{i:07d}.jpg", encode_jpeg(img, 92))
@@ -156,7 +157,6 @@ def write_task(root: Path, spec: TaskSpec, index: int, size: int, seed: int) -> 
                     add_tar_member(tar, f"s{i:07d}.txt", "\n".join(target).encode("utf-8"))
                 else:
                     add_tar_member(tar, f"s{i:07d}.cls", str(target).encode())
-        os.replace(tmp, root / "test" / f"{shard}.tar")
     atomic_write_text(root / "test" / "nshards.txt", f"{spec.nshards}\n")
     if spec.task == "zeroshot_retrieval":
         atomic_write_text(root / "dataset_type.txt", "retrieval\n")

@@ -12,16 +12,17 @@ some ImageNet training image falls into; this folder is that reference set for t
 from __future__ import annotations
 
 import io
-import os
 import tarfile
 from pathlib import Path
 
 import numpy as np
 
+from harness.stages import atomic_path, atomic_write_bytes, atomic_write_text
+
 from . import vocab as V
 from .data import STREAM_IMAGENET_LIKE
 from .eval_suite import TINYNET_CLASSES
-from .io import add_tar_member, atomic_write_bytes, atomic_write_text, temp_path
+from .io import add_tar_member
 from .samples import encode_jpeg
 from .scenes import render_scene, sample_scene
 
@@ -38,8 +39,7 @@ def write_imagenet_like(world_dir: Path, seed: int, knobs: dict, encoders: dict)
     per_class = int(knobs["imagenet_like_per_class"])
     labels = np.repeat(np.arange(len(TINYNET_CLASSES)), per_class).astype(np.int64)
     images = []
-    tmp = temp_path(root / "images.tar")
-    with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
+    with atomic_path(root / "images.tar") as tmp, tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
         for i, label in enumerate(labels):
             rng = np.random.default_rng([seed, STREAM_IMAGENET_LIKE, i])
             scene = sample_scene(rng, colour=V.COLOUR_NAMES[label % 8], shape=V.SHAPES[label // 8])
@@ -47,7 +47,6 @@ def write_imagenet_like(world_dir: Path, seed: int, knobs: dict, encoders: dict)
             images.append(img)
             add_tar_member(tar, f"s{i:07d}.jpg", encode_jpeg(img))
             add_tar_member(tar, f"s{i:07d}.cls", str(int(label)).encode())
-    os.replace(tmp, root / "images.tar")
     atomic_write_text(root / "classnames.txt", "\n".join(TINYNET_CLASSES) + "\n")
     atomic_write_bytes(root / "labels.npy", _npy_bytes(labels))
     for tag, enc in encoders.items():

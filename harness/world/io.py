@@ -1,4 +1,5 @@
-"""Small I/O helpers: atomic writes, tar members and progress logging to stderr."""
+"""Small I/O helpers of the world build: reproducible tar members and progress logging to stderr
+(atomic writes are harness.stages')."""
 
 from __future__ import annotations
 
@@ -6,11 +7,7 @@ import io
 import os
 import sys
 import tarfile
-import tempfile
 import time
-from pathlib import Path
-
-from harness.stages import atomic_write_bytes, atomic_write_text  # noqa: F401  (the world's writers use these)
 
 # log lines show seconds since this process started, or since the build's parent process started
 # (a world worker gets the parent's clock in HARNESS_LOG_T0)
@@ -23,16 +20,6 @@ def log_t0() -> float:
 
 def log(msg: str) -> None:
     print(f"[{time.time() - _T0:6.1f}s] {msg}", file=sys.stderr, flush=True)
-
-
-def temp_path(path: Path) -> Path:
-    """A temp sibling of `path` for writers that need a file name (parquet, npz, tar)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    os.chmod(tmp, 0o644)
-    return Path(tmp)
 
 
 def add_tar_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:

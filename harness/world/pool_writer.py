@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import re
 import tarfile
 import zipfile
@@ -28,8 +27,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
+from harness.stages import atomic_path, atomic_write_text
+
 from .data import STREAM_POOL
-from .io import add_tar_member, atomic_write_text, log, temp_path
+from .io import add_tar_member, log
 from .samples import Plan, encode_jpeg, plan_samples, render_plan
 
 METADATA_SCHEMA = pa.schema([
@@ -86,8 +87,8 @@ def write_pool(world_dir: Path, seed: int, knobs: dict, encoders: dict) -> dict:
     for shard in range(n_shards):
         lo, hi = shard * shard_size, min(n, (shard + 1) * shard_size)
         images, texts = [], []
-        tmp = temp_path(shards_dir / f"{shard:08d}.tar")
-        with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
+        with atomic_path(shards_dir / f"{shard:08d}.tar") as tmp, \
+                tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
             for i in range(lo, hi):
                 p: Plan = plans[i]
                 rendered = render_plan(p)
@@ -113,7 +114,6 @@ def write_pool(world_dir: Path, seed: int, knobs: dict, encoders: dict) -> dict:
                 images.append(Image.open(io.BytesIO(jpg)).convert("RGB"))
                 texts.append(p.caption)
                 oracle.append(_oracle_row(p, uids, shard, key, rendered.text_box))
-        os.replace(tmp, shards_dir / f"{shard:08d}.tar")
         stats = {"count": hi - lo, "successes": hi - lo, "failed_to_download": 0, "failed_to_resize": 0,
                  "status_dict": {"success": hi - lo}, "shard": f"{shard:08d}"}
         atomic_write_text(shards_dir / f"{shard:08d}_stats.json", json.dumps(stats, indent=1) + "\n")
@@ -167,12 +167,10 @@ def _write_metadata(meta_dir: Path, seed: int, n_files: int, uids, rows, scores,
             "face_bboxes": pa.array([[] for _ in part], pa.list_(pa.list_(pa.float64()))),
             "sha256": pa.array([rows["sha256"][i] for i in part], pa.string()),
         }, schema=METADATA_SCHEMA)
-        tmp = temp_path(meta_dir / f"{stem}.parquet")
-        pq.write_table(table, tmp)
-        os.replace(tmp, meta_dir / f"{stem}.parquet")
-        tmp = temp_path(meta_dir / f"{stem}.npz")
-        write_npz(tmp, {key: feats[key][part].astype(np.float16) for key in NPZ_KEYS})
-        os.replace(tmp, meta_dir / f"{stem}.npz")
+        with atomic_path(meta_dir / f"{stem}.parquet") as tmp:
+            pq.write_table(table, tmp)
+        with atomic_path(meta_dir / f"{stem}.npz") as tmp:
+            write_npz(tmp, {key: feats[key][part].astype(np.float16) for key in NPZ_KEYS})
 
 
 def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -186,6 +184,5 @@ def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 def _write_oracle(path: Path, oracle: list[dict]) -> None:
     table = pa.Table.from_pylist(oracle)
-    tmp = temp_path(path)
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)

@@ -24,8 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.stages import atomic_write_bytes, atomic_write_text
+
 from ..registry import Registry
-from .io import atomic_write_bytes, atomic_write_text, log
+from .io import log
 from .profiles import profile_knobs
 
 # name -> "module:function". A builder is named, not imported, so that the world build can hand it to
