@@ -189,19 +189,24 @@ class HypeScorer(Scorer):
         return f"{fingerprint_file(ckpt)}-{fingerprint_file(ref)}-loader{LOADER_VERSION}"
 
     def setup(self, ctx: ScoringContext) -> None:
-        from harness.baselines.hype.model import load_meru, load_reference_set
-
         if self._meru is not None:
             return
+        self._load_model_and_references(ctx, image_side=True)
+        self._cos = self._load_metadata_term(ctx, COS_COLUMN)
+
+    def _load_model_and_references(self, ctx: ScoringContext, image_side: bool) -> None:
+        """Load the MERU model and lift its reference set (tangent vectors) onto the hyperboloid once;
+        the image side (for eps_t) only when it is used."""
+        from harness.baselines.hype.model import load_meru, load_reference_set
+
         G = _geometry()
         spec = self._model_spec(ctx)
         self._meru = load_meru(spec, model_name=self.model_name, device=ctx.device)
         img, txt = load_reference_set(self._reference_path(spec), width=self._meru.model.embed_dim)
         curv = self._meru.model.curv.detach().to(ctx.device)
-        # The reference set holds tangent vectors; lift them once.
-        self._ref_img = G.exp_map0(img.to(ctx.device), curv)
         self._ref_txt = G.exp_map0(txt.to(ctx.device), curv)
-        self._cos = self._load_metadata_term(ctx, COS_COLUMN)
+        if image_side:
+            self._ref_img = G.exp_map0(img.to(ctx.device), curv)
 
     def _load_metadata_term(self, ctx: ScoringContext, column: str) -> tuple[np.ndarray, np.ndarray]:
         """A metadata column as (sorted uids, values) for lookups by uid from shard samples."""
@@ -260,15 +265,8 @@ class HypeImageScorer(HypeScorer):
     terms: ClassVar[tuple[str, ...]] = ("eps_i",)
 
     def setup(self, ctx: ScoringContext) -> None:
-        from harness.baselines.hype.model import load_meru, load_reference_set
-
-        if self._meru is not None:
-            return
-        G = _geometry()
-        spec = self._model_spec(ctx)
-        self._meru = load_meru(spec, model_name=self.model_name, device=ctx.device)
-        _, txt = load_reference_set(self._reference_path(spec), width=self._meru.model.embed_dim)
-        self._ref_txt = G.exp_map0(txt.to(ctx.device), self._meru.model.curv.detach().to(ctx.device))
+        if self._meru is None:
+            self._load_model_and_references(ctx, image_side=False)
 
     @_no_grad
     def score_samples(self, samples: list[Sample], ctx: ScoringContext) -> dict[str, np.ndarray]:
