@@ -11,11 +11,18 @@ different subsets). Pinning fixes each choice:
 - ATen: `ATEN_CPU_CAPABILITY=avx2`. The AVX2 kernels are the widest every target machine has; an
   AVX-512 machine runs the same AVX2 code. ATen's float kernels use no approximate instructions
   (rcpps/rsqrtps), whose results differ between CPU vendors.
-- MKL (torch's BLAS): conditional numerical reproducibility `MKL_CBWR=COMPATIBLE`, MKL's SSE2 path
-  without rcpps/rsqrtps. It is the one branch MKL runs unchanged on Intel and non-Intel CPUs:
+- Matrix products of one-thread work (the world's worker processes): aten's float32 `mm`, `addmm`,
+  `bmm` and `baddbmm` run OpenBLAS's Haswell kernels (`OPENBLAS_CORETYPE=Haswell`: AVX2/FMA with
+  constant blocking; harness/pinned_gemm.py), 1.8x faster per world training step than MKL's
+  COMPATIBLE branch. With 2 threads (tiny-scale training, scoring, evaluation) MKL's own threading
+  was the faster of the two in the real training loop (BENCHMARKS.md), so those stay on MKL.
+- MKL (torch's BLAS, for every other product, e.g. inside convolutions and fused attention):
+  conditional numerical reproducibility `MKL_CBWR=COMPATIBLE`, MKL's SSE2 path without
+  rcpps/rsqrtps. It is the one branch MKL runs unchanged on Intel and non-Intel CPUs:
   `MKL_CBWR=AVX2` silently falls back to the AUTO branch on non-Intel CPUs (oneMKL Developer Guide,
   "Getting Started with Conditional Numerical Reproducibility"; on this project's AMD EPYC machine
-  `mkl_cbwr_get` reports AUTO (2) for `MKL_CBWR=AVX2`).
+  `mkl_cbwr_get` reports AUTO (2) for `MKL_CBWR=AVX2`, and for SSE4_2 and AVX too). It is slow
+  (SSE2, no FMA), which is why the bulk of the products go to OpenBLAS.
 - oneDNN: off (`torch.backends.mkldnn.enabled = False`); convolutions then run as ATen im2col + MKL
   GEMM. oneDNN sizes its blocking from the cache sizes it detects, which no ISA cap pins.
   `ONEDNN_MAX_CPU_ISA=AVX2` is set as well, for any path that still reaches it. NNPACK: off.
@@ -47,6 +54,7 @@ MKL_CBWR_COMPATIBLE = 3  # oneMKL's MKL_CBWR_COMPATIBLE constant (mkl_cbwr.h)
 TRAIN_THREADS = 2        # intra-op threads of pinned tiny-scale training (the same on every machine)
 WORLD_THREADS = 1        # per world-model worker process
 INFERENCE_THREADS = 2    # model scoring and evaluation on CPU (local engine; each Ray scoring actor)
+OPENBLAS_GEMM_THREADS = 1  # pinned blocks with this many threads send their products to OpenBLAS
 
 # NumPy's AVX-512 dispatch targets (numpy._core._multiarray_umath.__cpu_dispatch__ on x86-64)
 _NPY_AVX512 = "AVX512F AVX512CD AVX512_KNL AVX512_KNM AVX512_SKX AVX512_CLX AVX512_CNL AVX512_ICL AVX512_SPR"
@@ -57,8 +65,23 @@ PINNED_ENV: dict[str, str] = {
     "ONEDNN_MAX_CPU_ISA": "AVX2",
     "DNNL_MAX_CPU_ISA": "AVX2",
     "NPY_DISABLE_CPU_FEATURES": _NPY_AVX512,
+    "OPENBLAS_CORETYPE": "Haswell",  # pinned_gemm.CORETYPE (and NumPy's own OpenBLAS, loaded after harness)
 }
 OPT_OUT_VAR = "HARNESS_NUMERICS"
+
+
+def _environ_settings() -> dict[str, str]:
+    """PINNED_ENV as this process may apply it: without OPENBLAS_CORETYPE on a CPU that lacks AVX2/FMA
+    (where NumPy's OpenBLAS would die on the first forced Haswell instruction, instead of `check()`
+    saying what is wrong)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), None)
+    except OSError:
+        flags = None
+    if flags is None or {"avx2", "fma"} <= set(flags):
+        return dict(PINNED_ENV)
+    return {k: v for k, v in PINNED_ENV.items() if k != "OPENBLAS_CORETYPE"}
 
 
 class NumericsError(RuntimeError):
@@ -80,14 +103,14 @@ def pin_environ() -> None:
     process, and every child process, is pinned.
     """
     if enabled():
-        os.environ.update(PINNED_ENV)
+        os.environ.update(_environ_settings())
 
 
 def child_environ(threads: int, base: dict[str, str] | None = None) -> dict[str, str]:
     """The environment of a worker process that must compute pinned bits with `threads` threads."""
     env = dict(os.environ if base is None else base)
     if enabled():
-        env.update(PINNED_ENV)
+        env.update(_environ_settings())
     env.update({"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)})
     return env
 
@@ -114,13 +137,25 @@ def mkl_branch() -> int | None:
     return None if lib is None else int(lib.mkl_serv_cbwr_get(-1)) & 0xFFFF
 
 
+def _gemm(threads: int) -> str:
+    """Who computes the float32 matrix products of a block with `threads` threads."""
+    if not enabled():
+        return "aten"
+    if threads == OPENBLAS_GEMM_THREADS:
+        from . import pinned_gemm
+
+        return pinned_gemm.identity()
+    return f"MKL {MKL_BRANCH}"
+
+
 def state() -> dict[str, Any]:
     """What is in force in this process (for run records and error messages)."""
     import torch
 
     return {"mode": "pinned" if enabled() else "native",
             "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "mkl_cbwr": mkl_branch(), "mkldnn": bool(torch.backends.mkldnn.enabled),
+            "mkl_cbwr": mkl_branch(), "gemm": _gemm(torch.get_num_threads()),
+            "mkldnn": bool(torch.backends.mkldnn.enabled),
             "nnpack": bool(torch._C._get_nnpack_enabled()), "threads": torch.get_num_threads()}
 
 
@@ -145,7 +180,7 @@ def check() -> None:
         return
     import torch
 
-    os.environ.update(PINNED_ENV)  # in case ATen has not read its variable yet
+    os.environ.update(_environ_settings())  # in case ATen has not read its variable yet
     capability = torch.backends.cpu.get_cpu_capability()
     problems = []
     if capability != PINNED_CAPABILITY:
@@ -176,7 +211,13 @@ def pinned(threads: int) -> Iterator[dict[str, Any]]:
     try:
         _apply_torch(threads)
         check()
-        yield state()
+        if enabled() and threads == OPENBLAS_GEMM_THREADS:
+            from . import pinned_gemm
+
+            with pinned_gemm.mode(threads):
+                yield state()
+        else:
+            yield state()
     finally:
         torch.set_num_threads(saved[0])
         torch.backends.mkldnn.enabled = saved[1]
@@ -184,7 +225,9 @@ def pinned(threads: int) -> Iterator[dict[str, Any]]:
 
 
 def init_worker(threads: int = WORLD_THREADS) -> None:
-    """Initializer of a pinned worker process: settings for the whole life of the process."""
+    """Initializer of a pinned worker process: settings for the whole life of the process. Its
+    computing code still runs inside `pinned(...)` (or `inference(...)`), whose dispatch mode sends
+    the matrix products to the pinned OpenBLAS kernels on the thread that entered it."""
     pin_environ()
     _apply_torch(threads)
     check()
@@ -203,6 +246,9 @@ def inference(device: Any) -> contextlib.AbstractContextManager[Any]:
     return pinned(INFERENCE_THREADS)
 
 
-def mode() -> dict[str, str] | str:
-    """What a cache key records about the numerics: the pinned settings, or "native"."""
-    return dict(PINNED_ENV) if enabled() else "native"
+def mode(threads: int) -> dict[str, str] | str:
+    """What a cache key records about the numerics of work run with `threads` threads: the pinned
+    settings and who computes the matrix products, or "native"."""
+    if not enabled():
+        return "native"
+    return {**PINNED_ENV, "gemm": _gemm(threads)}

@@ -202,7 +202,7 @@ def _run_locked(cfg: RunConfig, out: Path, pool_dir: Path, models_dir: Path | No
                                        "recipe": get_recipe(cfg.scale).as_dict(), "seed": cfg.seed,
                                        "gpus": cfg.gpus, "code": training_code_fingerprint(),
                                        # pinned kernels or the machine's own give other bits (harness/numerics.py)
-                                       "numerics": numerics.mode(),
+                                       "numerics": numerics.mode(numerics.TRAIN_THREADS),
                                        **test_only})
     trained = _timed(train_stage, timings, lambda: {"checkpoint": str(train(
         out / "shards", out / "train", scale=cfg.scale, seed=cfg.seed, gpus=cfg.gpus, **test_only))},
@@ -213,7 +213,7 @@ def _run_locked(cfg: RunConfig, out: Path, pool_dir: Path, models_dir: Path | No
     eval_stage = Stage(out, "evaluate", {"checkpoint": content_digest(checkpoint), "suite": suite,
                                          "suite_definition": suite_fingerprint(suite), "compat": compat,
                                          "partial": cfg.partial, "code": evaluation_code_fingerprint(),
-                                         "numerics": numerics.mode(),
+                                         "numerics": numerics.mode(numerics.INFERENCE_THREADS),
                                          "data_files": _eval_data_fingerprint(suite, eval_root)})
     evaluation = _timed(eval_stage, timings, evaluate, checkpoint, suite, eval_root, out,
                         device=cfg.device, partial=cfg.partial, num_workers=cfg.workers, compat=compat,

@@ -120,7 +120,7 @@ def code_fingerprint(filt: Filter) -> str:
 def cache_key(name: str, settings: dict[str, Any], model_fp: str, pool_fp: str, code_fp: str = "",
               depends: dict[str, str] | None = None) -> str:
     ident = {"scorer": name, "settings": settings, "model": model_fp, "pool": pool_fp, "code": code_fp,
-             "v": ENGINE_VERSION, "numerics": numerics.mode()}  # pinned or native kernels give other bits
+             "v": ENGINE_VERSION, "numerics": numerics.mode(numerics.INFERENCE_THREADS)}  # pinned or native kernels give other bits
     if depends:  # the keys of the tables it reads: a changed dependency rescores (absent: keys as before)
         ident["depends"] = depends
     blob = json.dumps(ident, sort_keys=True, default=_json_default)
@@ -254,7 +254,7 @@ def _record(filt: Filter, ctx: ScoringContext, pool_fp: str, depends: dict[str, 
         "model": _model_identity(filt),  # after the fingerprint: a scorer may load its model for it
         "pool_fingerprint": pool_fp,
         "code_fingerprint": code_fp,
-        "numerics": numerics.mode(),
+        "numerics": numerics.mode(numerics.INFERENCE_THREADS),
         "kind": type(filt).kind(),
         "terms": list(term_names(filt)),
         "key": cache_key(filt.name, settings, model_fp, pool_fp, code_fp, depends),

@@ -155,6 +155,7 @@ def train_meru(
 
     model.train()
     history = []
+    t_start = time.time()
     n = len(pairs)
     for step in range(profile.steps):
         for g in opt.param_groups:
@@ -166,9 +167,11 @@ def train_meru(
         out["loss"].backward()
         opt.step()
         history.append(float(out["loss"].detach()))
-        if log is not None and (step % 50 == 0 or step == profile.steps - 1):
-            log(f"meru step {step}: loss {history[-1]:.3f} contrastive {float(out['contrastive']):.3f} "
-                f"entailment {float(out['entailment']):.3f} curv {float(out['curv']):.3f}")
+        if log is not None and ((step + 1) % max(1, profile.steps // 10) == 0 or step + 1 == profile.steps):
+            spent = time.time() - t_start
+            log(f"step {step + 1}/{profile.steps} loss {history[-1]:.3f} contrastive {float(out['contrastive']):.3f} "
+                f"entailment {float(out['entailment']):.3f} curv {float(out['curv']):.3f} "
+                f"({spent:.0f}s, about {spent / (step + 1) * (profile.steps - step - 1):.0f}s left)")
     model.clamp_parameters_()
     model.eval()
     record = {"steps": profile.steps, "batch": profile.batch, "lr": profile.lr, "train_images": n,
@@ -193,6 +196,11 @@ def build_world_meru(world_dir: Path, seed: int, profile: str, log: Any = None) 
     if profile not in PROFILES:
         raise ValueError(f"unknown world profile {profile!r} for the MERU model; known: {sorted(PROFILES)}")
     prof = PROFILES[profile]
+    if log is None:  # the world build's own log lines (progress with the time left)
+        from harness.world.io import log as world_log
+
+        def log(msg: str) -> None:
+            world_log(f"[world] meru: {msg}")
     t0 = time.time()
     out_dir = Path(world_dir) / "models" / "meru"
     out_dir.mkdir(parents=True, exist_ok=True)

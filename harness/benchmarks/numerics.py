@@ -39,10 +39,10 @@ print("RESULT", hashlib.sha256(b"".join(sd[k].numpy().tobytes() for k in sorted(
 
 
 _STEP = """
-import time, torch
+import contextlib, time, torch
 import torch.nn.functional as F
 from harness import numerics
-if {mode!r} == "pinned":
+if {mode!r}.startswith("pinned"):
     numerics.init_worker(1)
 else:
     torch.set_num_threads(1)
@@ -63,21 +63,25 @@ def step():
     opt.zero_grad()
     loss.backward()
     opt.step()
-step()
-t0 = time.process_time()
-for _ in range({steps}):
+# "pinned": products through OpenBLAS inside numerics.pinned; "pinned-mkl": the same kernels and flags
+# without it, so every product runs MKL's COMPATIBLE branch (world v3)
+with numerics.pinned(1) if {mode!r} == "pinned" else contextlib.nullcontext():
     step()
+    t0 = time.process_time()
+    for _ in range({steps}):
+        step()
 print("RESULT", round((time.process_time() - t0) / {steps}, 3))
 """
 # settings of the step measurement: (label, HARNESS_NUMERICS, extra environment)
-_STEP_MODES = [("pinned", "pinned", {}), ("native", "native", {}),
+_STEP_MODES = [("pinned (products on OpenBLAS Haswell)", "pinned", {}),
+               ("pinned, products on MKL COMPATIBLE (world v3)", "pinned-mkl", {}), ("native", "native", {}),
                ("native + MKL_CBWR=COMPATIBLE only", "native", {"MKL_CBWR": "COMPATIBLE"}),
                ("native + oneDNN off only", "native-no-onednn", {})]
 
 
 def _measure(code: str, mode: str, extra: dict[str, str] | None = None) -> tuple[float, float, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "MKL_CBWR")}
-    env["HARNESS_NUMERICS"] = "native" if mode.startswith("native") else mode
+    env["HARNESS_NUMERICS"] = "native" if mode.startswith("native") else "pinned"
     env.update(extra or {})
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()

@@ -201,7 +201,8 @@ class _ShardScorer:
         self.images = type(filt).needs.images
         if str(ctx.device).split(":")[0] == "cpu":  # the local engine's kernels and threads (harness/numerics.py)
             numerics.init_worker(numerics.INFERENCE_THREADS)
-        filt.setup(ctx)  # once per actor, before its first batch
+        with numerics.inference(ctx.device):  # the local engine sets up inside it too
+            filt.setup(ctx)  # once per actor, before its first batch
 
     def _sample(self, r: dict[str, Any], notes: list[str]) -> tuple[str, Sample | None]:
         """(status, sample) under the reader's own rules (harness.pool.sample_from_raw)."""
@@ -241,7 +242,9 @@ class _ShardScorer:
             out[t] = np.full(n, np.nan)
         if samples:
             where = f"ray batch, shard {samples[0].shard}, samples {samples[0].uid}..{samples[-1].uid}"
-            got = check_terms(self.filt, self.filt.score_samples(samples, self.ctx), len(samples), self.terms, where)
+            with numerics.inference(self.ctx.device):  # on this call's thread: the pinned matrix products
+                scored = self.filt.score_samples(samples, self.ctx)
+            got = check_terms(self.filt, scored, len(samples), self.terms, where)
             for t in self.terms:
                 out.loc[at, t] = got[t]
         return out

@@ -40,7 +40,9 @@ from .reference_models import MODEL_BUILDERS, REQUIRED_MODELS, resolve_builder
 # 2: text_in_image letters in the caption colour, larger
 # 3: pinned numerics (harness/numerics.py: ATen AVX2, MKL COMPATIBLE, no oneDNN), one thread for
 #    every computing step (features included), no timings in model.json
-WORLD_VERSION = 3
+# 4: pinned matrix products through OpenBLAS's Haswell kernels (harness/pinned_gemm.py); the
+#    numerics mode enters the settings fingerprint
+WORLD_VERSION = 4
 DEFAULT_MODELS: tuple[str, ...] = tuple(MODEL_BUILDERS)  # ref_b32, ref_l14, dfn, meru
 # rough relative cost of each model's training, to start the longest first
 _COST = {"ref_l14": 4, "ref_b32": 3, "dfn": 2, "meru": 1}
@@ -53,7 +55,8 @@ class WorldMismatchError(RuntimeError):
 def settings_fingerprint(seed: int, profile: str, knobs: dict) -> str:
     """Identity of what was asked for (generator version, seed, profile, knobs); see world_fingerprint
     for the identity of what was generated."""
-    blob = json.dumps({"version": WORLD_VERSION, "seed": seed, "profile": profile, "knobs": knobs}, sort_keys=True)
+    blob = json.dumps({"version": WORLD_VERSION, "seed": seed, "profile": profile, "knobs": knobs,
+                       "numerics": numerics.mode(numerics.WORLD_THREADS)}, sort_keys=True)  # pinned or native kernels: other bits
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -362,5 +365,7 @@ def _numerics_record() -> dict:
     """How the computing steps were pinned (they ran in pinned worker processes)."""
     if not numerics.enabled():
         return {"mode": "native"}
+    from .. import pinned_gemm
+
     return {"mode": "pinned", "cpu_capability": numerics.PINNED_CAPABILITY, "mkl_cbwr": numerics.MKL_BRANCH,
-            "onednn": False, "threads": numerics.WORLD_THREADS}
+            "gemm": pinned_gemm.identity(), "onednn": False, "threads": numerics.WORLD_THREADS}

@@ -30,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.builder:
         MODEL_BUILDERS.register(args.job, args.builder, replace=True)
 
-    run_job(args.out, args.job, args.seed, args.profile)
+    with numerics.pinned(numerics.WORLD_THREADS):
+        run_job(args.out, args.job, args.seed, args.profile)
     return 0
 
 

@@ -21,7 +21,7 @@ def _train(shards, out, env: dict[str, str], config_dir=None) -> dict:
     code = textwrap.dedent(f"""
         import hashlib, json
         import open_clip, torch
-        from harness import numerics
+        from harness import numerics, pinned_gemm
         from harness.training import train
         if {str(config_dir)!r} != "None":
             open_clip.add_model_config({str(config_dir)!r})
@@ -33,7 +33,8 @@ def _train(shards, out, env: dict[str, str], config_dir=None) -> dict:
             h.update(name.encode())
             h.update(state[name].contiguous().numpy().tobytes())
         print(json.dumps({{"weights": h.hexdigest(), "capability": torch.backends.cpu.get_cpu_capability(),
-                          "mkl": numerics.mkl_branch()}}))
+                          "mkl": numerics.mkl_branch(),
+                          "gemm": pinned_gemm.corename() if numerics.enabled() else None}}))
     """)
     return run_python(code, env)
 
@@ -43,6 +44,7 @@ def test_tiny_run_is_bit_identical_under_other_kernel_settings(train_shards, tmp
     best = _train(train_shards, tmp_path / "best", {})
     assert other["capability"] == best["capability"] == "AVX2"
     assert other["mkl"] == best["mkl"] == 3  # MKL_CBWR_COMPATIBLE
+    assert other["gemm"] == best["gemm"] == "Haswell"  # the caller's OPENBLAS_CORETYPE=Sandybridge is overridden
     assert other["weights"] == best["weights"]
     # control: unpinned, the same two environments train different weights
     native_other = _train(train_shards, tmp_path / "native_other", {**OTHER_KERNELS, "HARNESS_NUMERICS": "native"},

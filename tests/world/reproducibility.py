@@ -10,10 +10,13 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 # What a caller's environment may ask for instead of the pinned kernels: ATen's portable kernels,
-# MKL's AVX2 branch (the AUTO branch on a non-Intel CPU), oneDNN capped at SSE4.1.
-OTHER_KERNELS = {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "SSE41"}
+# MKL's AVX2 branch (the AUTO branch on a non-Intel CPU), oneDNN capped at SSE4.1, OpenBLAS's
+# AVX-without-FMA kernels on one thread.
+OTHER_KERNELS = {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "SSE41",
+                 "OPENBLAS_CORETYPE": "Sandybridge", "OPENBLAS_NUM_THREADS": "1"}
 _CLEARED = ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "NPY_DISABLE_CPU_FEATURES",
-            "HARNESS_NUMERICS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "HARNESS_WORLD_WORKERS")
+            "OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", "HARNESS_NUMERICS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+            "HARNESS_WORLD_WORKERS")
 
 
 def run_python(code: str, env: dict[str, str], timeout: float = 600) -> dict:

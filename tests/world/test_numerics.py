@@ -31,7 +31,7 @@ def test_pinned_block_runs_pinned_kernels_and_restores_flags(monkeypatch):
     threads, mkldnn = torch.get_num_threads(), torch.backends.mkldnn.enabled
     with numerics.pinned(2) as state:
         assert state == {"mode": "pinned", "cpu_capability": "AVX2", "mkl_cbwr": numerics.MKL_CBWR_COMPATIBLE,
-                         "mkldnn": False, "nnpack": False, "threads": 2}
+                         "gemm": f"MKL {numerics.MKL_BRANCH}", "mkldnn": False, "nnpack": False, "threads": 2}
         torch.backends.mkldnn.enabled = True
         with pytest.raises(numerics.NumericsError, match="oneDNN is enabled"):
             numerics.check()
