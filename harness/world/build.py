@@ -1,6 +1,7 @@
 """`build_world`: generate (or reuse) a tiny DataComp world directory, step by step.
 
-Steps and their completion records (a step is skipped when its record matches):
+Steps and their completion records (a step is skipped when its record matches: the settings'
+fingerprint and `code_fingerprint`, the digest of the source the step runs):
   models/ref_b32, models/ref_l14   models/<name>/complete.json   (the pool needs both)
   pool + oracle                    .build/pool.json   (also keyed by the two models' weight hashes)
   eval suite                       .build/eval.json
@@ -17,7 +18,9 @@ most one per model); the data steps start as soon as ref_b32 and ref_l14 exist.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib
 import json
 import os
 import shutil
@@ -84,9 +87,37 @@ def _weights_hash(out: Path, name: str) -> str:
     return sha256_file(out / "models" / name / "model.pt")
 
 
+# What every step runs besides its builder's package: the generator, the pinned numerics, the model configs
+_SHARED_CODE = ("world", "numerics.py", "pinned_gemm.py", "models.py", "model_configs")
+
+
+@functools.cache
+def code_fingerprint(model: str | None = None) -> str:
+    """Digest of the source a step runs: harness/world, the numerics, the model configs and, for a
+    model, every .py/.json file of its builder's package. A step whose code changed is rebuilt even
+    when the settings did not (once, a MERU built before its model code changed was reused)."""
+    harness_dir = Path(__file__).resolve().parents[1]
+    roots = [harness_dir / p for p in _SHARED_CODE]
+    if model is not None:
+        module = importlib.import_module(MODEL_BUILDERS.get(model).partition(":")[0])
+        if getattr(module, "__file__", None):
+            roots.append(Path(module.__file__).resolve().parent)
+    h = hashlib.sha256()
+    for root in dict.fromkeys(roots):
+        files = [root] if root.is_file() else sorted(root.rglob("*"))
+        for f in files:
+            if f.is_file() and f.suffix in (".py", ".json"):
+                h.update(f"{f.relative_to(root.parent).as_posix()}\0".encode())
+                h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def model_done(out: Path, name: str, fingerprint: str) -> bool:
     rec = _read_json(Path(out) / "models" / name / "complete.json")
-    return bool(rec) and rec.get("world_fingerprint") == fingerprint
+    if not rec or rec.get("world_fingerprint") != fingerprint:
+        return False
+    # a model whose builder this process does not register (a plugin not imported) is listed as built
+    return name not in MODEL_BUILDERS or rec.get("code") == code_fingerprint(name)
 
 
 def _step_done(out: Path, step: str, key: dict) -> bool:
@@ -280,7 +311,8 @@ def _build_model(out: Path, name: str, fn, seed: int, profile: str, fp: str) -> 
     fn(out, seed, profile)
     if not (model_dir / "model.json").is_file():
         raise RuntimeError(f"builder of world model {name!r} ({MODEL_BUILDERS[name]}) wrote no {model_dir}/model.json")
-    rec = {"name": name, "builder": MODEL_BUILDERS[name], "world_fingerprint": fp, "seconds": round(time.time() - t0, 1)}
+    rec = {"name": name, "builder": MODEL_BUILDERS[name], "world_fingerprint": fp, "code": code_fingerprint(name),
+           "seconds": round(time.time() - t0, 1)}
     atomic_write_text(model_dir / "complete.json", json.dumps(rec, indent=1) + "\n")
     log(f"[world] model {name}: done in {time.time() - t0:.0f}s")
 
@@ -293,9 +325,10 @@ def _data_keys(out: Path, fp: str) -> dict[str, dict]:
         weights = {m: _weights_hash(out, m) for m in REQUIRED_MODELS}
     except FileNotFoundError:
         weights = {}
-    return {"pool": {"world": fp, "weights": weights, "format": POOL_FORMAT},
-            "eval": {"world": fp},
-            "imagenet_like": {"world": fp, "weights": weights}}
+    code = code_fingerprint()
+    return {"pool": {"world": fp, "weights": weights, "format": POOL_FORMAT, "code": code},
+            "eval": {"world": fp, "code": code},
+            "imagenet_like": {"world": fp, "weights": weights, "code": code}}
 
 
 def _build_data(out: Path, seed: int, knobs: dict, fp: str) -> None:

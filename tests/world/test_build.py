@@ -116,6 +116,43 @@ def test_models_are_added_incrementally(micro_worlds, monkeypatch):
     assert json.loads((a / "world.json").read_text())["models"]["extra"]["kind"] == "clip"
 
 
+def test_a_changed_builder_package_rebuilds_that_model_only(micro_worlds, monkeypatch, tmp_path):
+    """Completion records carry the code's fingerprint: editing any file of a builder's package (here
+    a helper the builder imports) rebuilds that model, and only it, under unchanged settings."""
+    from harness.world import build as world_build
+
+    a, _, _ = micro_worlds
+    pkg = tmp_path / "coded_builder_pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "helper.py").write_text("SCALE = 1\n")
+    calls = tmp_path / "calls.txt"
+    (pkg / "builder.py").write_text(
+        "import json\n"
+        "from coded_builder_pkg.helper import SCALE\n"
+        "def build(world_dir, seed, profile):\n"
+        f"    with open({str(calls)!r}, 'a') as f:\n"
+        "        f.write(f'{SCALE}\\n')\n"
+        "    d = world_dir / 'models' / 'coded'\n"
+        "    d.mkdir(parents=True)\n"
+        "    (d / 'model.json').write_text(json.dumps({'model_name': 'ref-b32-tiny', 'kind': 'clip'}))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(RM.MODEL_BUILDERS, "coded", "coded_builder_pkg.builder:build")
+    world_build.code_fingerprint.cache_clear()
+    build_world(a, seed=5, profile="test", models=(*MODELS, "coded"), knobs=MICRO)
+    build_world(a, seed=5, profile="test", models=(*MODELS, "coded"), knobs=MICRO)
+    assert calls.read_text().split() == ["1"]
+    weights = (a / "models" / "ref_b32" / "model.pt").stat().st_mtime_ns
+    (pkg / "helper.py").write_text("SCALE = 2\n")
+    world_build.code_fingerprint.cache_clear()
+    try:
+        build_world(a, seed=5, profile="test", models=(*MODELS, "coded"), knobs=MICRO)
+    finally:
+        world_build.code_fingerprint.cache_clear()
+    assert calls.read_text().split() == ["1", "2"]
+    assert weights == (a / "models" / "ref_b32" / "model.pt").stat().st_mtime_ns
+
+
 def test_missing_builder_is_a_clear_error_only_when_requested(tmp_path, monkeypatch):
     monkeypatch.setitem(RM.MODEL_BUILDERS, "ghost", "harness.no_such_module:build")
     with pytest.raises(MissingBuilderError, match="ghost.*harness.no_such_module"):
