@@ -116,8 +116,10 @@ def _param_groups(model: MeruCLIP, weight_decay: float) -> list[dict]:
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    # through a file object: torch.save names the zip's records after a path's file name, and the
+    # temporary name holds the process id, so the bytes (and the world's fingerprint) would vary
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
 
 
 def _atomic_text(text: str, path: Path) -> None:
