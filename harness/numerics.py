@@ -43,6 +43,7 @@ Worker processes get `child_environ(...)`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
 from collections.abc import Iterator
@@ -70,6 +71,7 @@ PINNED_ENV: dict[str, str] = {
 OPT_OUT_VAR = "HARNESS_NUMERICS"
 
 
+@functools.cache  # read once: check() runs at every pinned block (each Ray scoring batch)
 def _environ_settings() -> dict[str, str]:
     """PINNED_ENV as this process may apply it: without OPENBLAS_CORETYPE on a CPU that lacks AVX2/FMA
     (where NumPy's OpenBLAS would die on the first forced Haswell instruction, instead of `check()`

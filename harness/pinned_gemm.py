@@ -2,7 +2,7 @@
 
 MKL's COMPATIBLE branch (harness/numerics.py) is the one MKL code path that gives the same bits on
 Intel and AMD CPUs, but it is MKL's SSE2 GEMM, without FMA: pinned, a world model's training step
-took 1.85x the CPU time of the machine's native kernels. OpenBLAS lets the caller choose its kernel
+took 1.98x the CPU time of the native kernels (BENCHMARKS.md). OpenBLAS lets the caller choose its kernel
 set: with `OPENBLAS_CORETYPE=Haswell` every x86-64 CPU with AVX2 runs the same AVX2/FMA
 micro-kernels, and for that core type OpenBLAS blocks the loops with compile-time constants
 (`init_parameter` in OpenBLAS's driver/others/parameter.c reads the L2 size only for pre-2008 cores),
@@ -13,8 +13,8 @@ too: `mode(threads)` sets OpenBLAS's count (tests/test_pinned_gemm.py). harness/
 it for one-thread work only: with 2 threads, OpenBLAS's spinning threads and torch's took the cores
 from each other, and the real training loop ran slower than on MKL (BENCHMARKS.md).
 
-Inside `numerics.pinned(1)` (one-thread work: the world's worker processes), `PinnedGemm` (a torch dispatch mode) sends aten's `mm`, `addmm`,
-`bmm` and `baddbmm` on CPU float32 tensors to OpenBLAS's `cblas_sgemm` / `cblas_sgemm_batch_strided`
+Inside `numerics.pinned(1)` (one-thread work: the world's worker processes), `PinnedGemm` (a torch
+dispatch mode) sends aten's `mm`, `addmm`, `bmm` and `baddbmm` on CPU float32 tensors to OpenBLAS's `cblas_sgemm` / `cblas_sgemm_batch_strided`
 (the `scipy-openblas32` wheel, which the project pins). Every other op, and the GEMMs inside fused
 kernels (im2col convolutions, fused attention), stays on MKL's COMPATIBLE branch: pinned as well,
 only slower. (Convolutions as aten's im2col around OpenBLAS products were tried: MERU's ResNet step
@@ -165,7 +165,8 @@ def baddbmm(bias: Any, a: Any, b: Any, *, beta: float = 1, alpha: float = 1) -> 
     return out
 
 
-def _mode_class() -> type:
+@functools.cache
+def mode_class() -> type:
     from torch.utils._python_dispatch import TorchDispatchMode
 
     aten = __import__("torch").ops.aten
@@ -183,11 +184,6 @@ def _mode_class() -> type:
             return func(*args, **kwargs)
 
     return PinnedGemm
-
-
-@functools.cache
-def mode_class() -> type:
-    return _mode_class()
 
 
 def mode(threads: int) -> Any:
