@@ -39,13 +39,14 @@ class GemmLibraryError(RuntimeError):
 
 @functools.cache
 def library() -> ctypes.CDLL:
-    """The scipy-openblas32 library, loaded once with OPENBLAS_CORETYPE pinned (read at load time)."""
+    """The scipy-openblas32 library, loaded once. Its kernel set is the OPENBLAS_CORETYPE that
+    harness.numerics put into the environment (OpenBLAS reads it at load time); this function does
+    not set it, so a CPU without AVX2/FMA (where numerics leaves it out) gets an error, not SIGILL."""
     try:
         import scipy_openblas32
     except ImportError as exc:
         raise GemmLibraryError("pinned numerics need the scipy-openblas32 package (a dependency of harness: "
                                "reinstall with `pip install -e .`)") from exc
-    os.environ["OPENBLAS_CORETYPE"] = CORETYPE
     path = os.path.join(scipy_openblas32.get_lib_dir(), f"lib{scipy_openblas32.get_library()}.so")
     lib = ctypes.CDLL(path)
     lib.scipy_openblas_get_corename.restype = ctypes.c_char_p

@@ -117,3 +117,14 @@ def test_coretype_is_pinned_whatever_the_environment_says() -> None:
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip().lower() == pinned_gemm.CORETYPE.lower()
 
+
+
+def test_library_does_not_set_the_coretype_itself() -> None:
+    """Only harness.numerics decides the kernel set (it leaves it out on CPUs without AVX2/FMA): with
+    pinning off, a library loaded under another OPENBLAS_CORETYPE is refused, naming both."""
+    code = ("import harness; from harness import pinned_gemm\n"
+            "try:\n    pinned_gemm.library()\nexcept pinned_gemm.GemmLibraryError as e:\n    print('refused:', e)")
+    env = {**os.environ, "OPENBLAS_CORETYPE": "Sandybridge", "HARNESS_NUMERICS": "native"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("refused:")
+    assert "'Sandybridge'" in out.stdout and "'Haswell'" in out.stdout

@@ -19,9 +19,9 @@ def _train(shards, out, env: dict[str, str], config_dir=None) -> dict:
     # the tiny recipe itself, or (control runs) the micro model of the other training tests
     overrides = {"model": MICRO, "global_batch": 8} if config_dir else None
     code = textwrap.dedent(f"""
-        import hashlib, json
+        import hashlib, json, os
         import open_clip, torch
-        from harness import numerics, pinned_gemm
+        from harness import numerics
         from harness.training import train
         if {str(config_dir)!r} != "None":
             open_clip.add_model_config({str(config_dir)!r})
@@ -34,7 +34,8 @@ def _train(shards, out, env: dict[str, str], config_dir=None) -> dict:
             h.update(state[name].contiguous().numpy().tobytes())
         print(json.dumps({{"weights": h.hexdigest(), "capability": torch.backends.cpu.get_cpu_capability(),
                           "mkl": numerics.mkl_branch(),
-                          "gemm": pinned_gemm.corename() if numerics.enabled() else None}}))
+                          "gemm": numerics.mode(numerics.TRAIN_THREADS),
+                          "coretype": os.environ.get("OPENBLAS_CORETYPE")}}))
     """)
     return run_python(code, env)
 
@@ -44,7 +45,11 @@ def test_tiny_run_is_bit_identical_under_other_kernel_settings(train_shards, tmp
     best = _train(train_shards, tmp_path / "best", {})
     assert other["capability"] == best["capability"] == "AVX2"
     assert other["mkl"] == best["mkl"] == 3  # MKL_CBWR_COMPATIBLE
-    assert other["gemm"] == best["gemm"] == "Haswell"  # the caller's OPENBLAS_CORETYPE=Sandybridge is overridden
+    # the products of a TRAIN_THREADS run (what the train key records): MKL's COMPATIBLE branch in both
+    # environments, whatever the caller's MKL_CBWR and OPENBLAS_CORETYPE said
+    assert other["gemm"] == best["gemm"]
+    assert other["gemm"]["gemm"] == "MKL COMPATIBLE"
+    assert other["coretype"] == best["coretype"] == "Haswell"  # the caller's Sandybridge is overridden
     assert other["weights"] == best["weights"]
     # control: unpinned, the same two environments train different weights
     native_other = _train(train_shards, tmp_path / "native_other", {**OTHER_KERNELS, "HARNESS_NUMERICS": "native"},
