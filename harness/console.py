@@ -23,6 +23,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 QUIET, NORMAL, VERBOSE = -1, 0, 1
+VERBOSITY_ENV = "HARNESS_VERBOSITY"  # a worker process's console follows its parent's -q/-v
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 DATEFMT = "%H:%M:%S"
 DIGITS = 4  # metrics in human output; files keep full precision

@@ -19,9 +19,6 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 TIMESTAMP = re.compile(r"^\d\d:\d\d:\d\d ")
 LONG_FLOAT = re.compile(r"\d\.\d{5,}")
-# harness.world still prints its status with its own stamp (harness/world/io.py, owned by the world
-# build's rework); these tests let that one line through until it logs through harness.world
-WORLD_LINE = re.compile(r"^\[ *\d+\.\ds\] \[world\] ")
 FILTER = "dfn"  # scored by a model over the pool's images, so the first run shows a scoring bar
 
 
@@ -75,7 +72,7 @@ def test_one_log_format(first_run) -> None:
     """Before the table every line is a log line in the one format or a progress bar."""
     _, lines = first_run
     table = next(i for i, line in enumerate(lines) if line.startswith("Method"))
-    before = [line for line in lines[:table] if line.strip() and not WORLD_LINE.match(line)]
+    before = [line for line in lines[:table] if line.strip()]
     logged = [line for line in before if TIMESTAMP.match(line)]
     bars = [line for line in before if re.match(r"^[\w ]+: +\d+%\|", line)]
     assert len(logged) + len(bars) == len(before), [x for x in before if x not in logged + bars]
@@ -99,7 +96,7 @@ def test_quiet_prints_the_table_only_and_a_cached_rerun_is_shorter(first_run, ti
               "--test-train-samples", "256")
     quiet = _harness(*common, "-q", cwd=runs)
     assert quiet.returncode == 0
-    q = [line for line in _screen_lines(quiet.stdout) if not WORLD_LINE.match(line)]
+    q = _screen_lines(quiet.stdout)
     assert not any(TIMESTAMP.match(line) or "%|" in line for line in q), q  # no log lines, no bars
     assert q[0].startswith("Method") and q[-1].startswith("run directory: ")
     cached = _harness(*common, cwd=runs)
@@ -121,3 +118,38 @@ def test_json_output_has_full_precision_for_run_and_report(first_run, tiny_world
     assert report.returncode == 0, report.stdout[-2000:]
     [row] = json.loads(report.stdout)
     assert row["aggregates"] == saved["aggregates"] and Path(row["run_dir"]) == out
+
+
+def _world_build_output(out: Path, verbosity: int) -> str:
+    """What a world build prints (the micro world of tests/world/test_build.py, two worker processes)."""
+    code = (f"import sys; sys.path.insert(0, {str(REPO / 'tests' / 'world')!r})\n"
+            "from harness import console; from harness.world import build_world\n"
+            "from test_build import MICRO, MODELS\n"
+            f"console.setup({verbosity})\n"
+            f"build_world({str(out)!r}, seed=5, profile='test', models=MODELS, knobs=MICRO, workers=2)")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          timeout=900)
+    text = proc.stdout.decode("utf-8", "replace")
+    assert proc.returncode == 0, text[-3000:]
+    return text
+
+
+def test_a_world_build_logs_each_step_once_in_the_one_format_under_one_bar(tmp_path: Path) -> None:
+    """The workers' detail stays off the console (-v shows it); the parent logs each step once and
+    draws one bar, whose note is what the workers report."""
+    text = _world_build_output(tmp_path / "w", 0)
+    lines = [line for line in _screen_lines(text) if line.strip()]
+    assert all(re.match(r"^\d\d:\d\d:\d\d INFO +harness\.world: world ", line) for line in lines), lines
+    done = [line for line in lines if re.search(r"world (ref_b32|ref_l14|dfn|data): done in \d+ s", line)]
+    assert len(done) == 4 and len(lines) == 6, lines  # start, 4 steps, the content fingerprint
+    assert "content fingerprint" in lines[-1]
+    updates = text.split("\r")
+    assert any(re.search(r"ref_l14 2/2 steps loss \d\.\d{3}", u) for u in updates), updates[-20:]
+    assert any("pool 3/3 shards" in u for u in updates)
+    assert any(u.startswith("world: 100%|") for u in updates)
+    assert not (tmp_path / "w" / ".build" / "progress").exists()  # the workers' report files are gone
+
+
+def test_a_quiet_world_build_prints_nothing(tmp_path: Path) -> None:
+    assert not _world_build_output(tmp_path / "w", -1).strip()

@@ -129,9 +129,12 @@ def _atomic_text(text: str, path: Path) -> None:
 
 
 def train_meru(
-    pairs: list[_Pair], profile: Profile, seed: int, model_name: str = MODEL_NAME, log: Any = None
+    pairs: list[_Pair], profile: Profile, seed: int, model_name: str = MODEL_NAME, log: Any = None,
+    progress: Any = None,
 ) -> tuple[MeruCLIP, Any, Any, dict[str, Any]]:
-    """Train a MeruCLIP on pairs; returns (model, preprocess, tokenizer, training record)."""
+    """Train a MeruCLIP on pairs; returns (model, preprocess, tokenizer, training record).
+
+    log(message) gets a line at every tenth of the steps; progress(done, total, note) every step."""
     import open_clip
 
     from harness.baselines.hype.model import preprocess_and_tokenizer
@@ -169,6 +172,8 @@ def train_meru(
         out["loss"].backward()
         opt.step()
         history.append(float(out["loss"].detach()))
+        if progress is not None:
+            progress(step + 1, profile.steps, f"loss {history[-1]:.3f}")
         if log is not None and ((step + 1) % max(1, profile.steps // 10) == 0 or step + 1 == profile.steps):
             spent = time.time() - t_start
             log(f"step {step + 1}/{profile.steps} loss {history[-1]:.3f} contrastive {float(out['contrastive']):.3f} "
@@ -198,17 +203,19 @@ def build_world_meru(world_dir: Path, seed: int, profile: str, log: Any = None) 
     if profile not in PROFILES:
         raise ValueError(f"unknown world profile {profile!r} for the MERU model; known: {sorted(PROFILES)}")
     prof = PROFILES[profile]
-    if log is None:  # the world build's own log lines (progress with the time left)
-        from harness.world.io import log as world_log
+    from harness.world.io import LOG, report_progress
+
+    if log is None:  # the world build's detail lines (-v); its bar shows the steps
 
         def log(msg: str) -> None:
-            world_log(f"[world] meru: {msg}")
+            LOG.debug("meru: %s", msg)
     t0 = time.time()
     out_dir = Path(world_dir) / "models" / "meru"
     out_dir.mkdir(parents=True, exist_ok=True)
     size = _image_size(MODEL_NAME)
     train = _clean_pairs(seed, prof.n_train, size)
-    model, preprocess, tokenizer, record = train_meru(train, prof, seed, log=log)
+    model, preprocess, tokenizer, record = train_meru(
+        train, prof, seed, log=log, progress=lambda done, total, note: report_progress("meru", done, total, "step", note))
     held_out = _reference_pairs(seed, prof.n_ref, size)
     ref = reference_set(model, preprocess, tokenizer, held_out, seed)
     _atomic_save(hype_state_dict(model), out_dir / "model.pt")

@@ -34,9 +34,9 @@ import numpy as np
 
 from harness.stages import atomic_write_text
 
-from .. import numerics
+from .. import console, numerics
 from .fingerprint import world_fingerprint
-from .io import log, log_t0
+from .io import LOG, PROGRESS_ENV
 from .profiles import profile_knobs
 from .reference_models import MODEL_BUILDERS, REQUIRED_MODELS, resolve_builder
 
@@ -47,8 +47,10 @@ from .reference_models import MODEL_BUILDERS, REQUIRED_MODELS, resolve_builder
 #    numerics mode enters the settings fingerprint
 WORLD_VERSION = 4
 DEFAULT_MODELS: tuple[str, ...] = tuple(MODEL_BUILDERS)  # ref_b32, ref_l14, dfn, meru
-# rough relative cost of each model's training, to start the longest first
-_COST = {"ref_l14": 4, "ref_b32": 3, "dfn": 2, "meru": 1}
+# seconds each step took in a worker on the idle 2-core development machine (default profile, world
+# v4; BENCHMARKS.md): the longest model starts first, and the build's bar weighs steps by them
+_COST = {"ref_l14": 700, "meru": 460, "ref_b32": 430, "dfn": 310, "data": 250}
+_COST_UNKNOWN = 300  # a model registered by a plugin
 
 
 class WorldMismatchError(RuntimeError):
@@ -169,7 +171,7 @@ def build_world(out: Path, seed: int = 0, profile: str = "default", models: tupl
             f"directory or delete {out}.")
     if (existing is not None and all(m in existing.get("models", {}) and model_done(out, m, fp) for m in names)
             and all(_step_done(out, step, key) for step, key in _data_keys(out, fp).items())):
-        log(f"[world] {out}: up to date (seed {seed}, profile {profile})")
+        LOG.info("world %s: up to date (seed %d, profile %s)", out, seed, profile)
         return existing
     for m in names:
         resolve_builder(m)  # fails fast, before any heavy work
@@ -186,13 +188,13 @@ def build_world(out: Path, seed: int = 0, profile: str = "default", models: tupl
                           json.dumps({"fingerprint": fp, "seed": seed, "profile": profile}) + "\n")
         atomic_write_text(out / ".build" / "knobs.json", json.dumps(full_knobs, indent=1, sort_keys=True) + "\n")
         t_start = time.time()
-        todo = sorted((m for m in names if not model_done(out, m, fp)), key=lambda m: -_COST.get(m, 0))
+        todo = sorted((m for m in names if not model_done(out, m, fp)), key=lambda m: -_COST.get(m, _COST_UNKNOWN))
         data_todo = (any(m in REQUIRED_MODELS for m in todo)  # new ref weights -> new features
                      or not all(_step_done(out, step, key) for step, key in _data_keys(out, fp).items()))
         n_workers = default_workers(len(todo) + data_todo) if workers is None else int(workers)
         for name in names:
             if name not in todo:
-                log(f"[world] model {name}: up to date")
+                LOG.debug("world model %s: up to date", name)
         _run_steps(out, seed, profile, full_knobs, fp, todo, data_todo, n_workers)
         from .reference_models import ARRAYS_DIR, clear_caches
 
@@ -200,7 +202,8 @@ def build_world(out: Path, seed: int = 0, profile: str = "default", models: tupl
         shutil.rmtree(out / ARRAYS_DIR, ignore_errors=True)  # rendered training images: only for the build
         world = _world_json(out, seed, profile, full_knobs, fp, existing)
         atomic_write_text(out / "world.json", json.dumps(world, indent=1, sort_keys=True) + "\n")
-        log(f"[world] {out}: done in {time.time() - t_start:.0f}s; content fingerprint {world['content_fingerprint']}")
+        LOG.info("world %s: done in %.0f s; content fingerprint %s", out, time.time() - t_start,
+                 world["content_fingerprint"])
     return world
 
 
@@ -236,10 +239,10 @@ def _run_steps(out: Path, seed: int, profile: str, knobs: dict, fp: str, todo: l
     local = [m for m in todo if not _runs_in_worker(m)]
     if n_workers <= 0 or any(m in REQUIRED_MODELS for m in local):  # all in this process, pinned the same way
         with numerics.pinned(numerics.WORLD_THREADS):
-            for name in todo:
-                run_job(out, name, seed, profile)
-            if data_todo:
-                run_job(out, "data", seed, profile)
+            for job in [*todo, "data"] if data_todo else todo:
+                t0 = time.time()
+                run_job(out, job, seed, profile)
+                LOG.info("world %s: done in %.0f s", job, time.time() - t0)
         return
     remote = [m for m in todo if m not in local]
     if remote or data_todo:
@@ -247,20 +250,59 @@ def _run_steps(out: Path, seed: int, profile: str, knobs: dict, fp: str, todo: l
     if local:
         with numerics.pinned(numerics.WORLD_THREADS):
             for name in local:
+                t0 = time.time()
                 run_job(out, name, seed, profile)
+                LOG.info("world %s: done in %.0f s", name, time.time() - t0)
+
+
+class _WorldBar:
+    """One bar for the whole build: the steps weighed by _COST, each running step's share read from
+    the progress file its worker writes (io.report_progress); the running steps' counts as its note."""
+
+    def __init__(self, jobs: list[str], progress_dir: Path) -> None:
+        self.weights = {j: _COST.get(j, _COST_UNKNOWN) for j in jobs}
+        self.progress_dir, self.done = progress_dir, 0.0
+        self.bar = console.progress(total=sum(self.weights.values()), desc="world", leave=False,
+                                    bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]{postfix}")
+
+    def update(self, running: dict[str, Any]) -> None:
+        share, notes = 0.0, []
+        for job in running:
+            try:
+                report = json.loads((self.progress_dir / f"{job}.json").read_text())
+            except (OSError, ValueError):  # not started yet, or replaced while read
+                continue
+            share += self.weights[job] * report["done"] / max(1, report["total"])
+            notes.append(f"{report['label']} {report['done']}/{report['total']} {report['unit']}s "
+                         f"{report['note']}".strip())
+        self.bar.n = min(self.done + share, self.bar.total)
+        self.bar.set_postfix_str(", ".join(notes), refresh=False)
+        self.bar.refresh()
+
+    def finished(self, job: str) -> None:
+        self.done += self.weights[job]
+        (self.progress_dir / f"{job}.json").unlink(missing_ok=True)
+
+    def close(self) -> None:
+        self.bar.close()
+        shutil.rmtree(self.progress_dir, ignore_errors=True)
 
 
 def _run_in_workers(out: Path, seed: int, profile: str, todo: list[str], data_todo: bool, n_workers: int) -> None:
-    log(f"[world] {len(todo)} model(s) {', '.join(todo) or '-'}{' + pool/eval data' if data_todo else ''}: "
-        f"{n_workers} worker process(es), one thread each, pinned numerics")
+    jobs = [*todo, "data"] if data_todo else list(todo)
+    LOG.info("world %s: building %s in %d worker process(es), one thread each, pinned numerics%s", out,
+             ", ".join(jobs), n_workers, " (default profile: about 20 min on 2 cores)" if profile == "default" else "")
     env = numerics.child_environ(numerics.WORLD_THREADS)
-    env["HARNESS_LOG_T0"] = repr(log_t0())  # workers' log lines on this process's clock
+    env[console.VERBOSITY_ENV] = str(console.verbosity())  # the workers' console: this one's -q/-v
+    progress_dir = out / ".build" / "progress"
+    progress_dir.mkdir(parents=True, exist_ok=True)
+    bar = _WorldBar(jobs, progress_dir)
     # what this process can import (its builders' modules), the worker can too
     env["PYTHONPATH"] = os.pathsep.join(p or os.getcwd() for p in sys.path)
     required_left = {m for m in todo if m in REQUIRED_MODELS}
     queue = list(todo)
     running: dict[str, subprocess.Popen] = {}
-    t0 = time.time()
+    started: dict[str, float] = {}
 
     def next_job() -> str | None:
         nonlocal data_todo
@@ -276,10 +318,14 @@ def _run_in_workers(out: Path, seed: int, profile: str, todo: list[str], data_to
     try:
         while True:
             while len(running) < n_workers and (job := next_job()) is not None:
-                running[job] = subprocess.Popen(_job_command(out, job, seed, profile), env=env)
+                (progress_dir / f"{job}.json").unlink(missing_ok=True)
+                started[job] = time.time()
+                running[job] = subprocess.Popen(_job_command(out, job, seed, profile),
+                                                env={**env, PROGRESS_ENV: str(progress_dir / f"{job}.json")})
             if not running:
                 break
             time.sleep(0.2)
+            bar.update(running)
             for job, proc in list(running.items()):
                 if proc.poll() is None:
                     continue
@@ -289,11 +335,13 @@ def _run_in_workers(out: Path, seed: int, profile: str, todo: list[str], data_to
                                        f"{proc.returncode}; its traceback is above); rerun to resume: finished "
                                        "steps are kept")
                 required_left.discard(job)
+                bar.finished(job)
                 left = len(queue) + len(running) + data_todo
-                log(f"[world] {job}: finished ({time.time() - t0:.0f}s since start; {left} step(s) left)")
+                LOG.info("world %s: done in %.0f s (%d step(s) left)", job, time.time() - started[job], left)
         if data_todo:
             raise RuntimeError(f"{out}: the data steps need {sorted(required_left)}, which were not built")
     finally:
+        bar.close()
         for proc in running.values():  # an error elsewhere or Ctrl-C: stop the other workers
             proc.terminate()
         for proc in running.values():
@@ -307,14 +355,14 @@ def _build_model(out: Path, name: str, fn, seed: int, profile: str, fp: str) -> 
     if model_dir.exists():
         shutil.rmtree(model_dir)  # a half-built model from an interrupted run
     t0 = time.time()
-    log(f"[world] model {name}: building ({MODEL_BUILDERS[name]})")
+    LOG.debug("world model %s: building (%s)", name, MODEL_BUILDERS[name])
     fn(out, seed, profile)
     if not (model_dir / "model.json").is_file():
         raise RuntimeError(f"builder of world model {name!r} ({MODEL_BUILDERS[name]}) wrote no {model_dir}/model.json")
     rec = {"name": name, "builder": MODEL_BUILDERS[name], "world_fingerprint": fp, "code": code_fingerprint(name),
            "seconds": round(time.time() - t0, 1)}
     atomic_write_text(model_dir / "complete.json", json.dumps(rec, indent=1) + "\n")
-    log(f"[world] model {name}: done in {time.time() - t0:.0f}s")
+    LOG.debug("world model %s: done in %.0f s", name, time.time() - t0)
 
 
 def _data_keys(out: Path, fp: str) -> dict[str, dict]:
@@ -348,7 +396,7 @@ def _build_data(out: Path, seed: int, knobs: dict, fp: str) -> None:
     key = keys["pool"]
     if not _step_done(out, "pool", key):
         t0 = time.time()
-        log(f"[world] pool: {knobs['pool_size']} samples")
+        LOG.debug("world pool: %d samples", knobs["pool_size"])
         result = write_pool(out, seed, knobs, enc())
         _record_step(out, "pool", key, result, time.time() - t0)
     key = keys["eval"]

@@ -24,7 +24,7 @@ from harness.stages import atomic_path, atomic_write_text
 from . import vocab as V
 from .captions import detailed_caption
 from .data import STREAM_EVAL
-from .io import add_tar_member, log
+from .io import LOG, add_tar_member
 from .samples import encode_jpeg
 from .scenes import draw_text_block, render_scene, sample_scene
 
@@ -169,7 +169,7 @@ def write_suite(world_dir: Path, seed: int, knobs: dict) -> dict[str, int]:
     sizes = task_sizes(knobs)
     for index, spec in enumerate(TASKS):
         write_task(Path(world_dir) / "eval" / spec.key, spec, index, sizes[spec.key], seed)
-        log(f"[world] eval task {spec.key}: {sizes[spec.key]} samples")
+        LOG.debug("eval task %s: %d samples", spec.key, sizes[spec.key])
     return sizes
 
 

@@ -1,25 +1,55 @@
-"""Small I/O helpers of the world build: reproducible tar members and progress logging to stderr
+"""Small I/O helpers of the world build: its logger, progress reports, reproducible tar members
 (atomic writes are harness.stages')."""
 
 from __future__ import annotations
 
 import io
+import json
+import logging
 import os
-import sys
 import tarfile
 import time
+from typing import Any
 
-# log lines show seconds since this process started, or since the build's parent process started
-# (a world worker gets the parent's clock in HARNESS_LOG_T0)
-_T0 = float(os.environ.get("HARNESS_LOG_T0") or time.time())
+# The world's messages go through the harness's one console (harness/console.py): the build's own
+# status at INFO, each worker's detail (rendering, a shard written, a task written) at DEBUG (-v).
+LOG = logging.getLogger("harness.world")
+
+PROGRESS_ENV = "HARNESS_WORLD_PROGRESS"  # a worker process reports its step's progress into this file
+_REPORT_EVERY = 0.5  # seconds between progress writes of a worker
+_last_report: dict[str, float] = {}
+_bars: dict[str, Any] = {}
 
 
-def log_t0() -> float:
-    return _T0
+def report_progress(label: str, done: int, total: int, unit: str = "step", note: str = "") -> None:
+    """Progress of a long world step (`done` of `total` units of `label`, e.g. training steps).
 
+    In a worker process (PROGRESS_ENV set) it goes to a small JSON file that the build's parent draws
+    as one bar for all workers (build._WorldBar); in the building process itself it is a bar of its own.
+    """
+    path = os.environ.get(PROGRESS_ENV)
+    now = time.time()
+    if path:
+        if done < total and now - _last_report.get(path, 0.0) < _REPORT_EVERY:
+            return
+        _last_report[path] = now
+        tmp = f"{path}.tmp"
+        with open(tmp, "w") as f:
+            json.dump({"label": label, "done": done, "total": total, "unit": unit, "note": note}, f)
+        os.replace(tmp, path)
+        return
+    from ..console import progress
 
-def log(msg: str) -> None:
-    print(f"[{time.time() - _T0:6.1f}s] {msg}", file=sys.stderr, flush=True)
+    bar = _bars.get(label)
+    if bar is None:
+        bar = _bars[label] = progress(total=total, desc=f"world {label}", unit=unit, leave=False)
+    bar.n = done
+    if note:
+        bar.set_postfix_str(note, refresh=False)
+    bar.refresh()
+    if done >= total:
+        bar.close()
+        del _bars[label]
 
 
 def add_tar_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:

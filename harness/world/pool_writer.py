@@ -30,7 +30,7 @@ from PIL import Image
 from harness.stages import atomic_path, atomic_write_text
 
 from .data import STREAM_POOL
-from .io import add_tar_member, log
+from .io import LOG, add_tar_member, report_progress
 from .samples import Plan, encode_jpeg, plan_samples, render_plan
 
 METADATA_SCHEMA = pa.schema([
@@ -120,7 +120,8 @@ def write_pool(world_dir: Path, seed: int, knobs: dict, encoders: dict) -> dict:
         for tag, enc in encoders.items():
             for side, arr in ((f"{tag}_img", enc.encode_images(images)), (f"{tag}_txt", enc.encode_texts(texts))):
                 feats[side] = arr if feats[side] is None else np.concatenate([feats[side], arr])
-        log(f"[world] pool shard {shard + 1}/{n_shards} written ({hi} samples)")
+        LOG.debug("pool shard %d/%d written (%d samples)", shard + 1, n_shards, hi)
+        report_progress("pool", shard + 1, n_shards, "shard")
 
     scores = {tag: np.sum(feats[f"{tag}_img"] * feats[f"{tag}_txt"], axis=1).astype(np.float32)
               for tag in ("b32", "l14")}

@@ -27,7 +27,7 @@ import numpy as np
 from harness.stages import atomic_write_bytes, atomic_write_text
 
 from ..registry import Registry
-from .io import log
+from .io import LOG, report_progress
 from .profiles import profile_knobs
 
 # name -> "module:function". A builder is named, not imported, so that the world build can hand it to
@@ -161,11 +161,11 @@ def train_clip(config: str, images: np.ndarray, captions: list[str], *, steps: i
         opt.step()
         with torch.no_grad():
             model.logit_scale.clamp_(0, math.log(100))
+        report_progress(label, step + 1, steps, "step", f"loss {loss.item():.3f}")
         if (step + 1) % max(1, steps // 10) == 0 or step + 1 == steps:
             spent = time.time() - t0
-            left = spent / (step + 1) * (steps - step - 1)
-            log(f"[world] {label}: step {step + 1}/{steps} loss {loss.item():.3f} "
-                f"({spent:.0f}s, about {left:.0f}s left)")
+            LOG.debug("%s: step %d/%d loss %.3f (%.0fs, about %.0fs left)", label, step + 1, steps, loss.item(),
+                      spent, spent / (step + 1) * (steps - step - 1))
     model.eval()
     return model
 
@@ -190,9 +190,9 @@ def _build_clip(name: str, world_dir: Path, seed: int, profile: str, description
 
     register_configs()
     size = int(open_clip.get_model_config(knobs["config"])["vision_cfg"]["image_size"])
-    log(f"[world] {name}: rendering {knobs['n']} {knobs['data']} training pairs")
+    LOG.debug("%s: rendering %d %s training pairs", name, knobs["n"], knobs["data"])
     images, captions = _training_arrays(Path(world_dir), seed, int(knobs["n"]), knobs["data"], size)
-    log(f"[world] {name}: training {knobs['config']} for {knobs['steps']} steps")
+    LOG.debug("%s: training %s for %d steps", name, knobs["config"], knobs["steps"])
     # distinct seeds per model, so two models on the same data still differ
     model_seed = (seed * 1_000_003 + sum(map(ord, name))) % 2**31
     model = train_clip(knobs["config"], images, captions, steps=int(knobs["steps"]), batch=int(knobs["batch"]),

@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from harness import numerics
+from harness import console, numerics
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--builder", default=None, help="the model's builder, 'module:function' (as the parent "
                    "process had it in reference_models.MODEL_BUILDERS)")
     args = p.parse_args(argv)
+    console.setup(int(os.environ.get(console.VERBOSITY_ENV) or console.NORMAL))
     numerics.init_worker(numerics.WORLD_THREADS)
     from .build import run_job
     from .reference_models import MODEL_BUILDERS
