@@ -275,9 +275,8 @@ class _WorldBar:
             share += self.weights[job] * report["done"] / max(1, report["total"])
             notes.append(f"{report['label']} {report['done']}/{report['total']} {report['unit']}s "
                          f"{report['note']}".strip())
-        self.bar.n = min(self.done + share, self.bar.total)
         self.bar.set_postfix_str(", ".join(notes), refresh=False)
-        self.bar.refresh()
+        self.bar.update(min(self.done + share, self.bar.total) - self.bar.n)  # redrawn at most every mininterval
 
     def finished(self, job: str) -> None:
         self.done += self.weights[job]

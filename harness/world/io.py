@@ -43,10 +43,9 @@ def report_progress(label: str, done: int, total: int, unit: str = "step", note:
     bar = _bars.get(label)
     if bar is None:
         bar = _bars[label] = progress(total=total, desc=f"world {label}", unit=unit, leave=False)
-    bar.n = done
     if note:
         bar.set_postfix_str(note, refresh=False)
-    bar.refresh()
+    bar.update(done - bar.n)  # redrawn at most every mininterval
     if done >= total:
         bar.close()
         del _bars[label]
