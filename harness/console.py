@@ -51,13 +51,19 @@ class _ConsoleFilter(logging.Filter):
 
 
 class ConsoleHandler(logging.StreamHandler):
-    """A stream handler that prints around live tqdm bars instead of through them."""
+    """A stream handler that prints around live tqdm bars instead of through them. Without a stream of
+    its own it writes to whatever sys.stderr is at the time of each record (not the one at setup, which
+    a caller such as a test's output capture may have closed since)."""
+
+    def __init__(self, stream: Any = None) -> None:
+        super().__init__(stream if stream is not None else sys.stderr)
+        self.own_stream = stream
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
             from tqdm import tqdm
 
-            tqdm.write(self.format(record), file=self.stream or sys.stderr)
+            tqdm.write(self.format(record), file=self.own_stream if self.own_stream is not None else sys.stderr)
         except Exception:  # logging must never raise into the caller
             self.handleError(record)
 
@@ -68,7 +74,7 @@ def setup(verbosity: int = NORMAL, stream: Any = None) -> logging.Handler:
     old = _state.get("handler")
     if old is not None and old in root.handlers:
         root.removeHandler(old)
-    handler = ConsoleHandler(stream if stream is not None else sys.stderr)
+    handler = ConsoleHandler(stream)
     handler.setFormatter(logging.Formatter(FORMAT, DATEFMT))
     harness_level = {QUIET: logging.WARNING, NORMAL: logging.INFO}.get(verbosity, logging.DEBUG)
     other_level = logging.INFO if verbosity >= VERBOSE else logging.WARNING

@@ -86,6 +86,18 @@ def test_setup_twice_keeps_one_console_handler(stream) -> None:
     assert stream.getvalue().count("once") == 1
 
 
+def test_without_a_stream_of_its_own_the_console_writes_to_the_current_stderr(monkeypatch) -> None:
+    """The stderr at setup may be closed later (a test's capture, a redirected stream): records go to
+    the stderr of the moment, and none is lost to 'I/O operation on closed file'."""
+    first, second = io.StringIO(), io.StringIO()
+    monkeypatch.setattr("sys.stderr", first)
+    console.setup(console.NORMAL)
+    first.close()
+    monkeypatch.setattr("sys.stderr", second)
+    logging.getLogger("harness.world").info("after the first stream closed")
+    assert "INFO    harness.world: after the first stream closed" in second.getvalue()
+
+
 def test_hide_silences_a_message_on_the_console_only_inside_the_block(stream) -> None:
     console.setup(console.NORMAL, stream=stream)
     with console.hide(RANDOM_INIT):
