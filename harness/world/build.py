@@ -238,21 +238,23 @@ def _run_steps(out: Path, seed: int, profile: str, knobs: dict, fp: str, todo: l
     """
     local = [m for m in todo if not _runs_in_worker(m)]
     if n_workers <= 0 or any(m in REQUIRED_MODELS for m in local):  # all in this process, pinned the same way
-        with numerics.pinned(numerics.WORLD_THREADS):
-            for job in [*todo, "data"] if data_todo else todo:
-                t0 = time.time()
-                run_job(out, job, seed, profile)
-                LOG.info("world %s: done in %.0f s", job, time.time() - t0)
+        _run_here(out, [*todo, "data"] if data_todo else todo, seed, profile)
         return
     remote = [m for m in todo if m not in local]
     if remote or data_todo:
         _run_in_workers(out, seed, profile, remote, data_todo, n_workers)
-    if local:
-        with numerics.pinned(numerics.WORLD_THREADS):
-            for name in local:
-                t0 = time.time()
-                run_job(out, name, seed, profile)
-                LOG.info("world %s: done in %.0f s", name, time.time() - t0)
+    _run_here(out, local, seed, profile)
+
+
+def _run_here(out: Path, jobs: list[str], seed: int, profile: str) -> None:
+    """Run the steps in this process, pinned as a worker would be."""
+    if not jobs:
+        return
+    with numerics.pinned(numerics.WORLD_THREADS):
+        for job in jobs:
+            t0 = time.time()
+            run_job(out, job, seed, profile)
+            LOG.info("world %s: done in %.0f s", job, time.time() - t0)
 
 
 class _WorldBar:
@@ -262,8 +264,15 @@ class _WorldBar:
     def __init__(self, jobs: list[str], progress_dir: Path) -> None:
         self.weights = {j: _COST.get(j, _COST_UNKNOWN) for j in jobs}
         self.progress_dir, self.done = progress_dir, 0.0
+        progress_dir.mkdir(parents=True, exist_ok=True)
         self.bar = console.progress(total=sum(self.weights.values()), desc="world", leave=False,
                                     bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]{postfix}")
+
+    def report_file(self, job: str) -> Path:
+        """Where the worker of `job` reports (io.PROGRESS_ENV); emptied for a step that starts."""
+        path = self.progress_dir / f"{job}.json"
+        path.unlink(missing_ok=True)
+        return path
 
     def update(self, running: dict[str, Any]) -> None:
         share, notes = 0.0, []
@@ -293,9 +302,7 @@ def _run_in_workers(out: Path, seed: int, profile: str, todo: list[str], data_to
              ", ".join(jobs), n_workers, " (default profile: about 20 min on 2 cores)" if profile == "default" else "")
     env = numerics.child_environ(numerics.WORLD_THREADS)
     env[console.VERBOSITY_ENV] = str(console.verbosity())  # the workers' console: this one's -q/-v
-    progress_dir = out / ".build" / "progress"
-    progress_dir.mkdir(parents=True, exist_ok=True)
-    bar = _WorldBar(jobs, progress_dir)
+    bar = _WorldBar(jobs, out / ".build" / "progress")
     # what this process can import (its builders' modules), the worker can too
     env["PYTHONPATH"] = os.pathsep.join(p or os.getcwd() for p in sys.path)
     required_left = {m for m in todo if m in REQUIRED_MODELS}
@@ -317,10 +324,9 @@ def _run_in_workers(out: Path, seed: int, profile: str, todo: list[str], data_to
     try:
         while True:
             while len(running) < n_workers and (job := next_job()) is not None:
-                (progress_dir / f"{job}.json").unlink(missing_ok=True)
                 started[job] = time.time()
                 running[job] = subprocess.Popen(_job_command(out, job, seed, profile),
-                                                env={**env, PROGRESS_ENV: str(progress_dir / f"{job}.json")})
+                                                env={**env, PROGRESS_ENV: str(bar.report_file(job))})
             if not running:
                 break
             time.sleep(0.2)

@@ -161,10 +161,11 @@ def train_clip(config: str, images: np.ndarray, captions: list[str], *, steps: i
         opt.step()
         with torch.no_grad():
             model.logit_scale.clamp_(0, math.log(100))
-        report_progress(label, step + 1, steps, "step", f"loss {loss.item():.3f}")
+        value = loss.item()
+        report_progress(label, step + 1, steps, "step", f"loss {value:.3f}")
         if (step + 1) % max(1, steps // 10) == 0 or step + 1 == steps:
             spent = time.time() - t0
-            LOG.debug("%s: step %d/%d loss %.3f (%.0fs, about %.0fs left)", label, step + 1, steps, loss.item(),
+            LOG.debug("%s: step %d/%d loss %.3f (%.0fs, about %.0fs left)", label, step + 1, steps, value,
                       spent, spent / (step + 1) * (steps - step - 1))
     model.eval()
     return model
