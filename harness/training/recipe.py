@@ -94,13 +94,16 @@ SCALES: dict[str, Recipe] = {
         "xlarge", "ViT-L-14", 12_800_000_000, 90112, 1e-3, 10_000, precision="amp_bfloat16", beta2=0.95,
         **_DATACOMP,
     ),
-    # The generated world's scale: a ~12.8k-sample subset, trained on a 2-core CPU in ~2-3 minutes.
+    # The generated world's scale: two passes over the default world's 6,400-sample pool (100 steps),
+    # about 2 minutes on a 2-core CPU. Half of this (one pass, DataComp's samples-seen = pool size)
+    # left an unfiltered run at chance level: tiny ViTs sit on a loss plateau for their first ~60-90
+    # steps, so the run would rank filters by how fast they leave it (BENCHMARKS.md, "world v5").
     # fp32 (CPU autocast would be slower and less exact); beta2/eps spelled out because the config
     # name lacks "vit" and open_clip would otherwise fall back to its non-ViT Adam defaults;
     # no gradient checkpointing (it only saves memory, and costs ~30% time on a model this small);
     # one dataloader worker so decoding overlaps the training step on the second core.
     "tiny": Recipe(
-        "tiny", "tiny-clip", 25_600, 128, 2e-3, 20, num_checkpoints=4, precision="fp32", workers=1,
+        "tiny", "tiny-clip", 12_800, 128, 2e-3, 20, num_checkpoints=4, precision="fp32", workers=1,
         beta2=0.98, eps=1e-6, grad_checkpointing=False, log_every_n_steps=10, datacomp=False,
     ),
 }

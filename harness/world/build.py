@@ -45,12 +45,14 @@ from .reference_models import MODEL_BUILDERS, REQUIRED_MODELS, resolve_builder
 #    every computing step (features included), no timings in model.json
 # 4: pinned matrix products through OpenBLAS's Haswell kernels (harness/pinned_gemm.py); the
 #    numerics mode enters the settings fingerprint
-WORLD_VERSION = 4
+# 5: a smaller default profile (6,400-sample pool, reference models at the test profile's sizes):
+#    about 6 minutes on 2 cores instead of 20
+WORLD_VERSION = 5
 DEFAULT_MODELS: tuple[str, ...] = tuple(MODEL_BUILDERS)  # ref_b32, ref_l14, dfn, meru
 # seconds each step took in a worker on the idle 2-core development machine (default profile, world
-# v4; BENCHMARKS.md): the longest model starts first, and the build's bar weighs steps by them
-_COST = {"ref_l14": 700, "meru": 460, "ref_b32": 430, "dfn": 310, "data": 250}
-_COST_UNKNOWN = 300  # a model registered by a plugin
+# v5; BENCHMARKS.md): the longest model starts first, and the build's bar weighs steps by them
+_COST = {"data": 150, "meru": 150, "ref_l14": 145, "dfn": 100, "ref_b32": 100}
+_COST_UNKNOWN = 100  # a model registered by a plugin
 
 
 class WorldMismatchError(RuntimeError):
@@ -146,7 +148,7 @@ def build_world(out: Path, seed: int = 0, profile: str = "default", models: tupl
 
     seed:    fixes every sample, eval item and model weight: the same seed gives identical parquet,
              npz, oracle, shards and weights on every x86-64 machine with AVX2 (harness/numerics.py).
-    profile: "default" (12,800-sample pool, ~minutes) or "test" (2,000 samples, fast; for tests).
+    profile: "default" (6,400-sample pool, ~6 minutes on 2 cores) or "test" (2,000 samples, fast; for tests).
     models:  world models to build; default all registered (ref_b32, ref_l14, dfn, meru). ref_b32
              and ref_l14 are always built (the pool's scores come from them). A registered model whose
              builder module does not exist raises MissingBuilderError naming it. Models are built
@@ -299,7 +301,7 @@ class _WorldBar:
 def _run_in_workers(out: Path, seed: int, profile: str, todo: list[str], data_todo: bool, n_workers: int) -> None:
     jobs = [*todo, "data"] if data_todo else list(todo)
     LOG.info("world %s: building %s in %d worker process(es), one thread each, pinned numerics%s", out,
-             ", ".join(jobs), n_workers, " (default profile: about 20 min on 2 cores)" if profile == "default" else "")
+             ", ".join(jobs), n_workers, " (default profile: about 6 min on 2 cores)" if profile == "default" else "")
     env = numerics.child_environ(numerics.WORLD_THREADS)
     env[console.VERBOSITY_ENV] = str(console.verbosity())  # the workers' console: this one's -q/-v
     bar = _WorldBar(jobs, out / ".build" / "progress")

@@ -163,7 +163,7 @@ def test_provenance_block(golden_runs, tmp_path):
     assert "commit " in lines["Harness"] and "torch " in lines["Libraries"] and "open_clip_torch " in lines["Libraries"]
     assert lines["World fingerprint"].startswith("abc123 (") and "recorded none" in lines["World fingerprint"]
     assert lines["Compatibility mode"] == "corrected"
-    assert "tiny: tiny-clip, 25,600 samples seen, global batch 128" in lines["Recipe"]
+    assert "tiny: tiny-clip, 12,800 samples seen, global batch 128" in lines["Recipe"]
     assert "small: ViT-B-32, 12,800,000 samples seen, global batch 4096" in lines["Recipe"]
     assert lines["Test-only runs"].startswith("1 run(s)")
     written = build_report(golden_runs, tmp_path / "out")

@@ -10,6 +10,7 @@ import pytest
 from reproducibility import OTHER_KERNELS, run_python
 
 from harness import pinned_gemm
+from harness.world import build as world_build
 from harness.world.fingerprint import world_fingerprint
 
 _TRAIN = {"n": 192, "steps": 6, "batch": 32, "lr": 2e-3}
@@ -66,4 +67,4 @@ def test_world_json_records_the_content_fingerprint_and_numerics(two_builds):
     assert world["content_fingerprint"] == world_fingerprint(root / "serial_other_kernels", use_cache=False)
     assert world["numerics"] == {"mode": "pinned", "cpu_capability": "AVX2", "mkl_cbwr": "COMPATIBLE",
                                  "gemm": pinned_gemm.identity(), "onednn": False, "threads": 1}
-    assert world["version"] == 4
+    assert world["version"] == world_build.WORLD_VERSION == 5
