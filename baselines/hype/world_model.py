@@ -45,8 +45,9 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     # < 60 s on 2 cores: enough for the specificity ordering of caption levels to emerge.
     "test": Profile(n_train=1500, steps=180, batch=64, lr=2e-3, n_ref=256),
-    # ~150 s in a one-thread worker (world v5; v4's 5000 x 260 x 128 took 458 s). Its ResNet
-    # convolutions are the world's slowest step per sample: ATen's unpinnable oneDNN is off.
+    # ~140-150 s in a one-thread worker (world v5; v4's 5000 x 260 x 128 took 458 s): per sample the
+    # world's slowest step, as pinned numerics turn oneDNN off and its ResNet convolutions run on
+    # ATen's slow_conv2d.
     "default": Profile(n_train=2000, steps=150, batch=64, lr=2e-3, n_ref=1024),
 }
 

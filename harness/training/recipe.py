@@ -97,7 +97,7 @@ SCALES: dict[str, Recipe] = {
     # The generated world's scale: two passes over the default world's 6,400-sample pool (100 steps),
     # about 2 minutes on a 2-core CPU. Half of this (one pass, DataComp's samples-seen = pool size)
     # left an unfiltered run at chance level: tiny ViTs sit on a loss plateau for their first ~60-90
-    # steps, so the run would rank filters by how fast they leave it (BENCHMARKS.md, "world v5").
+    # steps, so the run would rank filters by how fast they leave it (BENCHMARKS.md, "World v5").
     # fp32 (CPU autocast would be slower and less exact); beta2/eps spelled out because the config
     # name lacks "vit" and open_clip would otherwise fall back to its non-ViT Adam defaults;
     # no gradient checkpointing (it only saves memory, and costs ~30% time on a model this small);

@@ -45,7 +45,7 @@ from .reference_models import MODEL_BUILDERS, REQUIRED_MODELS, resolve_builder
 #    every computing step (features included), no timings in model.json
 # 4: pinned matrix products through OpenBLAS's Haswell kernels (harness/pinned_gemm.py); the
 #    numerics mode enters the settings fingerprint
-# 5: a smaller default profile (6,400-sample pool, reference models at the test profile's sizes):
+# 5: a smaller default profile (6,400-sample pool, reference models trained 160 steps of 64):
 #    about 6 minutes on 2 cores instead of 20
 WORLD_VERSION = 5
 DEFAULT_MODELS: tuple[str, ...] = tuple(MODEL_BUILDERS)  # ref_b32, ref_l14, dfn, meru

@@ -18,8 +18,8 @@ _DEFAULT: dict[str, Any] = {
     # reference models: open_clip config, training data kind and size, steps, batch, peak lr
     # (AdamW, 10% warm-up then cosine). Tiny ViTs sit on a loss plateau at log(batch) for the first
     # ~60-90 steps; a higher lr (>= 4e-3) or 16 px patches kept them there, so do not cut steps below ~150.
-    # Since world v5 these are the test profile's sizes (batch 64, 160 steps): the build takes about
-    # 6 minutes on 2 cores instead of 20 (BENCHMARKS.md, "world v5").
+    # Since world v5 batch 64 and 160 steps, near the test profile's sizes: the build takes about
+    # 6 minutes on 2 cores instead of 20 (BENCHMARKS.md, "World v5").
     "train": {
         "ref_b32": {"config": "ref-b32-tiny", "data": "web", "n": 5_000, "steps": 160, "batch": 64, "lr": 2e-3},
         "ref_l14": {"config": "ref-l14-tiny", "data": "web", "n": 5_000, "steps": 160, "batch": 64, "lr": 2e-3},
