@@ -11,11 +11,12 @@ different subsets). Pinning fixes each choice:
 - ATen: `ATEN_CPU_CAPABILITY=avx2`. The AVX2 kernels are the widest every target machine has; an
   AVX-512 machine runs the same AVX2 code. ATen's float kernels use no approximate instructions
   (rcpps/rsqrtps), whose results differ between CPU vendors.
-- Matrix products of one-thread work (the world's worker processes): aten's float32 `mm`, `addmm`,
-  `bmm` and `baddbmm` run OpenBLAS's Haswell kernels (`OPENBLAS_CORETYPE=Haswell`: AVX2/FMA with
-  constant blocking; harness/pinned_gemm.py), 1.8x faster per world training step than MKL's
-  COMPATIBLE branch. With 2 threads (tiny-scale training, scoring, evaluation) MKL's own threading
-  was the faster of the two in the real training loop (BENCHMARKS.md), so those stay on MKL.
+- Matrix products of one-thread work (the world's worker processes, tiny-scale training): aten's
+  float32 `mm`, `addmm`, `bmm` and `baddbmm` run OpenBLAS's Haswell kernels
+  (`OPENBLAS_CORETYPE=Haswell`: AVX2/FMA with constant blocking; harness/pinned_gemm.py), 1.8x
+  faster per world training step than MKL's COMPATIBLE branch. Training runs one such thread while
+  its dataloader worker decodes on the second core: 26% faster than two threads on MKL
+  (BENCHMARKS.md). Scoring and evaluation keep 2 threads on MKL, which beat one OpenBLAS thread.
 - MKL (torch's BLAS, for every other product, e.g. inside convolutions and fused attention):
   conditional numerical reproducibility `MKL_CBWR=COMPATIBLE`, MKL's SSE2 path without
   rcpps/rsqrtps. It is the one branch MKL runs unchanged on Intel and non-Intel CPUs:
@@ -52,7 +53,7 @@ from typing import Any
 PINNED_CAPABILITY = "AVX2"  # as torch.backends.cpu.get_cpu_capability() spells it
 MKL_BRANCH = "COMPATIBLE"
 MKL_CBWR_COMPATIBLE = 3  # oneMKL's MKL_CBWR_COMPATIBLE constant (mkl_cbwr.h)
-TRAIN_THREADS = 2        # intra-op threads of pinned tiny-scale training (the same on every machine)
+TRAIN_THREADS = 1        # intra-op threads of pinned tiny-scale training (the same on every machine)
 WORLD_THREADS = 1        # per world-model worker process
 INFERENCE_THREADS = 2    # model scoring and evaluation on CPU (local engine; each Ray scoring actor)
 OPENBLAS_GEMM_THREADS = 1  # pinned blocks with this many threads send their products to OpenBLAS

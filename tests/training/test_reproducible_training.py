@@ -45,10 +45,10 @@ def test_tiny_run_is_bit_identical_under_other_kernel_settings(train_shards, tmp
     best = _train(train_shards, tmp_path / "best", {})
     assert other["capability"] == best["capability"] == "AVX2"
     assert other["mkl"] == best["mkl"] == 3  # MKL_CBWR_COMPATIBLE
-    # the products of a TRAIN_THREADS run (what the train key records): MKL's COMPATIBLE branch in both
-    # environments, whatever the caller's MKL_CBWR and OPENBLAS_CORETYPE said
+    # the products of a TRAIN_THREADS run (what the train key records): OpenBLAS's pinned Haswell
+    # kernels in both environments, whatever the caller's MKL_CBWR and OPENBLAS_CORETYPE said
     assert other["gemm"] == best["gemm"]
-    assert other["gemm"]["gemm"] == "MKL COMPATIBLE"
+    assert other["gemm"]["gemm"].startswith("scipy-openblas32==") and other["gemm"]["gemm"].endswith(" Haswell")
     assert other["coretype"] == best["coretype"] == "Haswell"  # the caller's Sandybridge is overridden
     assert other["weights"] == best["weights"]
     # control: unpinned, the same two environments train different weights
