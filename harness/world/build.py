@@ -12,8 +12,9 @@ fingerprint and `code_fingerprint`, the digest of the source the step runs):
 Every step that computes (model training, rendering, features) runs in a worker process
 (`python -m harness.world.worker`) started with pinned numerics (harness/numerics.py) and one
 thread, so the bytes do not depend on the machine, on the calling process's torch settings or on
-how many workers ran side by side. Models train in parallel (`workers`, default: one per core, at
-most one per model); the data steps start as soon as ref_b32 and ref_l14 exist.
+how many workers ran side by side. Steps run in parallel (`workers`, default: one per core, at
+most one per step) in the order `plan_order` finds shortest from their measured costs; the pool
+step (pool, oracle, ImageNet-like set) waits for ref_b32 and ref_l14, the eval suite for nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib
+import itertools
 import json
 import os
 import shutil
@@ -49,10 +51,15 @@ from .reference_models import MODEL_BUILDERS, REQUIRED_MODELS, resolve_builder
 #    about 6 minutes on 2 cores instead of 20
 WORLD_VERSION = 5
 DEFAULT_MODELS: tuple[str, ...] = tuple(MODEL_BUILDERS)  # ref_b32, ref_l14, dfn, meru
+# The data steps' worker jobs: "pool" writes the pool, its oracle and the ImageNet-like set (all
+# scored by ref_b32 and ref_l14, so it waits for them); "eval" writes the eval suite (no model).
+POOL_JOB, EVAL_JOB = "pool", "eval"
+DATA_JOBS = (POOL_JOB, EVAL_JOB)
 # seconds each step took in a worker on the idle 2-core development machine (default profile, world
-# v5; BENCHMARKS.md): the longest model starts first, and the build's bar weighs steps by them
-_COST = {"data": 150, "meru": 150, "ref_l14": 145, "dfn": 100, "ref_b32": 100}
+# v5, the 320 s build; BENCHMARKS.md): plan_order schedules by them and the build's bar weighs by them
+_COST = {"meru": 139, "ref_l14": 134, "pool": 113, "dfn": 88, "ref_b32": 87, "eval": 16}
 _COST_UNKNOWN = 100  # a model registered by a plugin
+_PLAN_SEARCH_MAX = 8  # up to this many steps, every start order is simulated (8! = 40,320 orders)
 
 
 class WorldMismatchError(RuntimeError):
@@ -76,6 +83,44 @@ def default_workers(n_jobs: int) -> int:
         return int(env)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, min(cores, n_jobs))
+
+
+def _job_needs(job: str, jobs: list[str] | tuple[str, ...]) -> set[str]:
+    """The steps among `jobs` that `job` waits for: the pool's scores come from ref_b32 and ref_l14."""
+    return {m for m in REQUIRED_MODELS if m in jobs} if job == POOL_JOB else set()
+
+
+def simulated_makespan(order: list[str] | tuple[str, ...], n_workers: int, cost: dict[str, float]) -> float:
+    """When a build of the steps in `order` would end if every free worker took the first step of
+    `order` whose prerequisites are done (what _run_in_workers does) and each took cost[step] s."""
+    needs = {job: _job_needs(job, order) for job in order}
+    waiting, running, done, now = list(order), [], set(), 0.0
+    while waiting or running:
+        while len(running) < max(1, n_workers):
+            job = next((j for j in waiting if needs[j] <= done), None)
+            if job is None:
+                break
+            waiting.remove(job)
+            running.append((now + cost[job], job))
+        if not running:
+            raise ValueError(f"world steps {waiting} wait for steps that are not part of the build")
+        running.sort()
+        now, job = running.pop(0)
+        done.add(job)
+    return now
+
+
+def plan_order(jobs: list[str], n_workers: int, cost: dict[str, float] | None = None) -> list[str]:
+    """The start order of the build's steps with the shortest simulated build (`simulated_makespan`,
+    steps weighed by `cost`, default the measured _COST). Starting the longest step first is not
+    enough: on two workers it would run MERU beside ref_l14 and leave the pool, which waits for both
+    reference models, to the end. Up to _PLAN_SEARCH_MAX steps every order is tried (ties go to the
+    one nearest longest-first); beyond that, longest first."""
+    c = {job: (cost or _COST).get(job, _COST_UNKNOWN) for job in jobs}
+    longest_first = sorted(jobs, key=lambda job: (-c[job], job))
+    if len(jobs) > _PLAN_SEARCH_MAX or n_workers <= 1:
+        return longest_first
+    return list(min(itertools.permutations(longest_first), key=lambda o: simulated_makespan(o, n_workers, c)))
 
 
 def _read_json(path: Path) -> dict | None:
@@ -139,6 +184,10 @@ def _ordered_models(models: tuple[str, ...] | None) -> list[str]:
     unknown = [m for m in requested if m not in MODEL_BUILDERS]
     if unknown:
         raise ValueError(f"unknown world model(s) {unknown}; known: {sorted(MODEL_BUILDERS)}")
+    clash = [m for m in requested if m in DATA_JOBS]
+    if clash:
+        raise ValueError(f"world model name(s) {clash} are taken by the build's data steps {list(DATA_JOBS)}; "
+                         "register the model under another name")
     return list(dict.fromkeys([*REQUIRED_MODELS, *requested]))
 
 
@@ -148,7 +197,7 @@ def build_world(out: Path, seed: int = 0, profile: str = "default", models: tupl
 
     seed:    fixes every sample, eval item and model weight: the same seed gives identical parquet,
              npz, oracle, shards and weights on every x86-64 machine with AVX2 (harness/numerics.py).
-    profile: "default" (6,400-sample pool, ~6 minutes on 2 cores) or "test" (2,000 samples, fast; for tests).
+    profile: "default" (6,400-sample pool, ~5 minutes on 2 cores) or "test" (2,000 samples, fast; for tests).
     models:  world models to build; default all registered (ref_b32, ref_l14, dfn, meru). ref_b32
              and ref_l14 are always built (the pool's scores come from them). A registered model whose
              builder module does not exist raises MissingBuilderError naming it. Models are built
@@ -191,13 +240,18 @@ def build_world(out: Path, seed: int = 0, profile: str = "default", models: tupl
         atomic_write_text(out / ".build" / "knobs.json", json.dumps(full_knobs, indent=1, sort_keys=True) + "\n")
         t_start = time.time()
         todo = sorted((m for m in names if not model_done(out, m, fp)), key=lambda m: -_COST.get(m, _COST_UNKNOWN))
-        data_todo = (any(m in REQUIRED_MODELS for m in todo)  # new ref weights -> new features
-                     or not all(_step_done(out, step, key) for step, key in _data_keys(out, fp).items()))
-        n_workers = default_workers(len(todo) + data_todo) if workers is None else int(workers)
+        keys = _data_keys(out, fp)
+        data_jobs = []
+        if (any(m in REQUIRED_MODELS for m in todo)  # new ref weights -> new features
+                or not (_step_done(out, "pool", keys["pool"]) and _step_done(out, "imagenet_like", keys["imagenet_like"]))):
+            data_jobs.append(POOL_JOB)
+        if not _step_done(out, "eval", keys["eval"]):
+            data_jobs.append(EVAL_JOB)
+        n_workers = default_workers(len(todo) + len(data_jobs)) if workers is None else int(workers)
         for name in names:
             if name not in todo:
                 LOG.debug("world model %s: up to date", name)
-        _run_steps(out, seed, profile, full_knobs, fp, todo, data_todo, n_workers)
+        _run_steps(out, seed, profile, todo, data_jobs, n_workers)
         from .reference_models import ARRAYS_DIR, clear_caches
 
         clear_caches()
@@ -212,7 +266,7 @@ def build_world(out: Path, seed: int = 0, profile: str = "default", models: tupl
 def _job_command(out: Path, job: str, seed: int, profile: str) -> list[str]:
     cmd = [sys.executable, "-m", "harness.world.worker", "--out", str(out), "--job", job, "--seed", str(seed),
            "--profile", profile]
-    return cmd if job == "data" else [*cmd, "--builder", MODEL_BUILDERS[job]]
+    return cmd if job in DATA_JOBS else [*cmd, "--builder", MODEL_BUILDERS[job]]
 
 
 def _runs_in_worker(name: str) -> bool:
@@ -222,29 +276,30 @@ def _runs_in_worker(name: str) -> bool:
 
 
 def run_job(out: Path, job: str, seed: int, profile: str) -> None:
-    """One step of the build (a model name or "data"), in this process. The worker's entry point."""
+    """One step of the build (a model name, POOL_JOB or EVAL_JOB), in this process. The worker's entry point."""
     knobs = json.loads((out / ".build" / "knobs.json").read_text())
     fp = settings_fingerprint(seed, profile, knobs)
-    if job == "data":
-        _build_data(out, seed, knobs, fp)
+    if job == POOL_JOB:
+        _build_pool(out, seed, knobs, fp)
+    elif job == EVAL_JOB:
+        _build_eval(out, seed, knobs, fp)
     else:
         _build_model(out, job, resolve_builder(job), seed, profile, fp)
 
 
-def _run_steps(out: Path, seed: int, profile: str, knobs: dict, fp: str, todo: list[str], data_todo: bool,
-               n_workers: int) -> None:
-    """Build the models in `todo` and (if `data_todo`) the data steps, which wait for ref_b32/ref_l14.
+def _run_steps(out: Path, seed: int, profile: str, todo: list[str], data_jobs: list[str], n_workers: int) -> None:
+    """Build the models in `todo` and the data steps in `data_jobs` (the pool waits for ref_b32/ref_l14).
 
     Each step runs in its own worker process (`python -m harness.world.worker`) started with
     pinned numerics and one thread; up to n_workers run at once. n_workers=0: all in this process.
     """
     local = [m for m in todo if not _runs_in_worker(m)]
     if n_workers <= 0 or any(m in REQUIRED_MODELS for m in local):  # all in this process, pinned the same way
-        _run_here(out, [*todo, "data"] if data_todo else todo, seed, profile)
+        _run_here(out, [*todo, *data_jobs], seed, profile)
         return
     remote = [m for m in todo if m not in local]
-    if remote or data_todo:
-        _run_in_workers(out, seed, profile, remote, data_todo, n_workers)
+    if remote or data_jobs:
+        _run_in_workers(out, seed, profile, [*remote, *data_jobs], n_workers)
     _run_here(out, local, seed, profile)
 
 
@@ -298,30 +353,29 @@ class _WorldBar:
         shutil.rmtree(self.progress_dir, ignore_errors=True)
 
 
-def _run_in_workers(out: Path, seed: int, profile: str, todo: list[str], data_todo: bool, n_workers: int) -> None:
-    jobs = [*todo, "data"] if data_todo else list(todo)
+def _run_in_workers(out: Path, seed: int, profile: str, jobs: list[str], n_workers: int) -> None:
+    order = plan_order(jobs, n_workers)
+    # _COST is the default profile's, measured on an idle 2-core machine
+    estimate = (f" (about {max(1, round(simulated_makespan(order, n_workers, {j: _COST.get(j, _COST_UNKNOWN) for j in order}) / 60))} "
+                "min on an idle 2-core machine)" if profile == "default" else "")
     LOG.info("world %s: building %s in %d worker process(es), one thread each, pinned numerics%s", out,
-             ", ".join(jobs), n_workers, " (default profile: about 6 min on 2 cores)" if profile == "default" else "")
+             ", ".join(order), n_workers, estimate)
     env = numerics.child_environ(numerics.WORLD_THREADS)
     env[console.VERBOSITY_ENV] = str(console.verbosity())  # the workers' console: this one's -q/-v
     bar = _WorldBar(jobs, out / ".build" / "progress")
     # what this process can import (its builders' modules), the worker can too
     env["PYTHONPATH"] = os.pathsep.join(p or os.getcwd() for p in sys.path)
-    required_left = {m for m in todo if m in REQUIRED_MODELS}
-    queue = list(todo)
+    needs = {job: _job_needs(job, order) for job in order}
+    waiting, done = list(order), set()
     running: dict[str, subprocess.Popen] = {}
     started: dict[str, float] = {}
 
     def next_job() -> str | None:
-        nonlocal data_todo
-        if data_todo and not required_left:  # the pool's data goes before further models
-            data_todo = False
-            return "data"
-        if not queue:
-            return None
-        name = next((m for m in queue if m in REQUIRED_MODELS), queue[0])  # required models first
-        queue.remove(name)
-        return name
+        """The first step of the plan whose prerequisites are built (as simulated_makespan assumes)."""
+        job = next((j for j in waiting if needs[j] <= done), None)
+        if job is not None:
+            waiting.remove(job)
+        return job
 
     try:
         while True:
@@ -341,12 +395,12 @@ def _run_in_workers(out: Path, seed: int, profile: str, todo: list[str], data_to
                     raise RuntimeError(f"world step {job!r} failed in its worker process (exit status "
                                        f"{proc.returncode}; its traceback is above); rerun to resume: finished "
                                        "steps are kept")
-                required_left.discard(job)
+                done.add(job)
                 bar.finished(job)
-                left = len(queue) + len(running) + data_todo
+                left = len(waiting) + len(running)
                 LOG.info("world %s: done in %.0f s (%d step(s) left)", job, time.time() - started[job], left)
-        if data_todo:
-            raise RuntimeError(f"{out}: the data steps need {sorted(required_left)}, which were not built")
+        if waiting:
+            raise RuntimeError(f"{out}: world steps {waiting} wait for steps that were not built")
     finally:
         bar.close()
         for proc in running.values():  # an error elsewhere or Ctrl-C: stop the other workers
@@ -386,9 +440,9 @@ def _data_keys(out: Path, fp: str) -> dict[str, dict]:
             "imagenet_like": {"world": fp, "weights": weights, "code": code}}
 
 
-def _build_data(out: Path, seed: int, knobs: dict, fp: str) -> None:
+def _build_pool(out: Path, seed: int, knobs: dict, fp: str) -> None:
+    """The pool, its oracle and the ImageNet-like set: the data steps that ref_b32 and ref_l14 score."""
     from ..models import load_clip
-    from .eval_suite import write_suite
     from .imagenet_like import write_imagenet_like
     from .pool_writer import write_pool
 
@@ -406,16 +460,22 @@ def _build_data(out: Path, seed: int, knobs: dict, fp: str) -> None:
         LOG.debug("world pool: %d samples", knobs["pool_size"])
         result = write_pool(out, seed, knobs, enc())
         _record_step(out, "pool", key, result, time.time() - t0)
-    key = keys["eval"]
-    if not _step_done(out, "eval", key):
-        t0 = time.time()
-        result = write_suite(out, seed, knobs)
-        _record_step(out, "eval", key, result, time.time() - t0)
     key = keys["imagenet_like"]
     if not _step_done(out, "imagenet_like", key):
         t0 = time.time()
         result = write_imagenet_like(out, seed, knobs, enc())
         _record_step(out, "imagenet_like", key, result, time.time() - t0)
+
+
+def _build_eval(out: Path, seed: int, knobs: dict, fp: str) -> None:
+    """The eval suite: drawn from the seed alone, so it runs beside the models."""
+    from .eval_suite import write_suite
+
+    key = _data_keys(out, fp)["eval"]
+    if not _step_done(out, "eval", key):
+        t0 = time.time()
+        result = write_suite(out, seed, knobs)
+        _record_step(out, "eval", key, result, time.time() - t0)
 
 
 def _world_json(out: Path, seed: int, profile: str, knobs: dict, fp: str, existing: dict | None) -> dict:

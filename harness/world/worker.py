@@ -1,7 +1,8 @@
 """Worker process of the world build: `python -m harness.world.worker --out DIR --job NAME ...`.
 
 Started by build_world with the pinned-numerics environment (harness/numerics.py); runs one step
-(a model name, or "data" for pool + eval suite + ImageNet-like set) with one thread.
+(a model name; "pool" for the pool, its oracle and the ImageNet-like set; "eval" for the eval
+suite) with one thread.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from harness import console, numerics
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m harness.world.worker", description=__doc__)
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--job", required=True, help="a world model name, or 'data'")
+    p.add_argument("--job", required=True, help="a world model name, 'pool' or 'eval'")
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--profile", required=True)
     p.add_argument("--builder", default=None, help="the model's builder, 'module:function' (as the parent "
