@@ -56,14 +56,22 @@ class ConsoleHandler(logging.StreamHandler):
     a caller such as a test's output capture may have closed since)."""
 
     def __init__(self, stream: Any = None) -> None:
-        super().__init__(stream if stream is not None else sys.stderr)
-        self.own_stream = stream
+        super().__init__(stream)
+        self._own_stream = stream  # StreamHandler.__init__ stored sys.stderr through the setter: undo
+
+    @property  # type: ignore[override]  # StreamHandler's plain attribute, read by flush() and setStream()
+    def stream(self) -> Any:
+        return self._own_stream if self._own_stream is not None else sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        self._own_stream = value
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
             from tqdm import tqdm
 
-            tqdm.write(self.format(record), file=self.own_stream if self.own_stream is not None else sys.stderr)
+            tqdm.write(self.format(record), file=self.stream)
         except Exception:  # logging must never raise into the caller
             self.handleError(record)
 
