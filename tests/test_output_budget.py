@@ -141,8 +141,8 @@ def test_a_world_build_logs_each_step_once_in_the_one_format_under_one_bar(tmp_p
     text = _world_build_output(tmp_path / "w", 0)
     lines = [line for line in _screen_lines(text) if line.strip()]
     assert all(re.match(r"^\d\d:\d\d:\d\d INFO +harness\.world: world ", line) for line in lines), lines
-    done = [line for line in lines if re.search(r"world (ref_b32|ref_l14|dfn|data): done in \d+ s", line)]
-    assert len(done) == 4 and len(lines) == 6, lines  # start, 4 steps, the content fingerprint
+    done = [line for line in lines if re.search(r"world (ref_b32|ref_l14|dfn|pool|eval): done in \d+ s", line)]
+    assert len(done) == 5 and len(lines) == 7, lines  # start, 3 models, pool, eval suite, the content fingerprint
     assert "content fingerprint" in lines[-1]
     updates = text.split("\r")
     assert any(re.search(r"ref_l14 2/2 steps loss \d\.\d{3}", u) for u in updates), updates[-20:]
