@@ -13,8 +13,8 @@ too: `mode(threads)` sets OpenBLAS's count (tests/test_pinned_gemm.py). harness/
 it for one-thread work only: with 2 threads, OpenBLAS's spinning threads and torch's took the cores
 from each other, and the real training loop ran slower than on MKL (BENCHMARKS.md).
 
-Inside `numerics.pinned(1)` (one-thread work: the world's worker processes, tiny-scale training), `PinnedGemm` (a torch
-dispatch mode) sends aten's `mm`, `addmm`, `bmm` and `baddbmm` on CPU float32 tensors to OpenBLAS's `cblas_sgemm` / `cblas_sgemm_batch_strided`
+Inside `numerics.pinned(1)` (one-thread work: the world's worker processes, tiny-scale training),
+`PinnedGemm` (a torch dispatch mode) sends aten's `mm`, `addmm`, `bmm` and `baddbmm` on CPU float32 tensors to OpenBLAS's `cblas_sgemm` / `cblas_sgemm_batch_strided`
 (the `scipy-openblas32` wheel, which the project pins). Every other op, and the GEMMs inside fused
 kernels (im2col convolutions, fused attention), stays on MKL's COMPATIBLE branch: pinned as well,
 only slower. (Convolutions as aten's im2col around OpenBLAS products were tried: MERU's ResNet step

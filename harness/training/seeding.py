@@ -14,9 +14,9 @@ The sample distribution, buffer sizes and everything else stay open_clip's. Both
 module-level classes, so the pipeline still pickles for spawned workers.
 
 The same context also pins the CPU numerics (harness/numerics.py: ATen AVX2 kernels, products on
-OpenBLAS's Haswell kernels, MKL's COMPATIBLE branch for the rest, no oneDNN, `numerics.TRAIN_THREADS`
-threads), so a CPU run gives the same
-weights on every x86-64 machine with AVX2; it raises NumericsError when they cannot be pinned.
+OpenBLAS's Haswell kernels, MKL's COMPATIBLE branch for the rest, no oneDNN,
+`numerics.TRAIN_THREADS` threads), so a CPU run gives the same weights on every x86-64 machine with
+AVX2; it raises NumericsError when they cannot be pinned.
 """
 
 from __future__ import annotations

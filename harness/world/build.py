@@ -90,17 +90,28 @@ def _job_needs(job: str, jobs: list[str] | tuple[str, ...]) -> set[str]:
     return {m for m in REQUIRED_MODELS if m in jobs} if job == POOL_JOB else set()
 
 
+def _take_ready(waiting: list[str], needs: dict[str, set[str]], done: set[str]) -> str | None:
+    """Remove and return the first waiting step whose prerequisites are done: the rule by which a free
+    worker picks its next step, in the build (_run_in_workers) and in its simulation."""
+    job = next((j for j in waiting if needs[j] <= done), None)
+    if job is not None:
+        waiting.remove(job)
+    return job
+
+
+def _step_costs(jobs: list[str] | tuple[str, ...], table: dict[str, float] | None = None) -> dict[str, float]:
+    """Each step's expected seconds: from `table` (default the measured _COST), _COST_UNKNOWN if absent."""
+    table = _COST if table is None else table
+    return {job: table.get(job, _COST_UNKNOWN) for job in jobs}
+
+
 def simulated_makespan(order: list[str] | tuple[str, ...], n_workers: int, cost: dict[str, float]) -> float:
     """When a build of the steps in `order` would end if every free worker took the first step of
     `order` whose prerequisites are done (what _run_in_workers does) and each took cost[step] s."""
     needs = {job: _job_needs(job, order) for job in order}
     waiting, running, done, now = list(order), [], set(), 0.0
     while waiting or running:
-        while len(running) < max(1, n_workers):
-            job = next((j for j in waiting if needs[j] <= done), None)
-            if job is None:
-                break
-            waiting.remove(job)
+        while len(running) < max(1, n_workers) and (job := _take_ready(waiting, needs, done)) is not None:
             running.append((now + cost[job], job))
         if not running:
             raise ValueError(f"world steps {waiting} wait for steps that are not part of the build")
@@ -116,7 +127,7 @@ def plan_order(jobs: list[str], n_workers: int, cost: dict[str, float] | None = 
     enough: on two workers it would run MERU beside ref_l14 and leave the pool, which waits for both
     reference models, to the end. Up to _PLAN_SEARCH_MAX steps every order is tried (ties go to the
     one nearest longest-first); beyond that, longest first."""
-    c = {job: (cost or _COST).get(job, _COST_UNKNOWN) for job in jobs}
+    c = _step_costs(jobs, cost)
     longest_first = sorted(jobs, key=lambda job: (-c[job], job))
     if len(jobs) > _PLAN_SEARCH_MAX or n_workers <= 1:
         return longest_first
@@ -319,7 +330,7 @@ class _WorldBar:
     the progress file its worker writes (io.report_progress); the running steps' counts as its note."""
 
     def __init__(self, jobs: list[str], progress_dir: Path) -> None:
-        self.weights = {j: _COST.get(j, _COST_UNKNOWN) for j in jobs}
+        self.weights = _step_costs(jobs)
         self.progress_dir, self.done = progress_dir, 0.0
         progress_dir.mkdir(parents=True, exist_ok=True)
         self.bar = console.progress(total=sum(self.weights.values()), desc="world", leave=False,
@@ -355,9 +366,10 @@ class _WorldBar:
 
 def _run_in_workers(out: Path, seed: int, profile: str, jobs: list[str], n_workers: int) -> None:
     order = plan_order(jobs, n_workers)
-    # _COST is the default profile's, measured on an idle 2-core machine
-    estimate = (f" (about {max(1, round(simulated_makespan(order, n_workers, {j: _COST.get(j, _COST_UNKNOWN) for j in order}) / 60))} "
-                "min on an idle 2-core machine)" if profile == "default" else "")
+    estimate = ""
+    if profile == "default":  # _COST is the default profile's, measured on an idle 2-core machine
+        minutes = max(1, round(simulated_makespan(order, n_workers, _step_costs(order)) / 60))
+        estimate = f" (about {minutes} min on an idle 2-core machine)"
     LOG.info("world %s: building %s in %d worker process(es), one thread each, pinned numerics%s", out,
              ", ".join(order), n_workers, estimate)
     env = numerics.child_environ(numerics.WORLD_THREADS)
@@ -370,16 +382,9 @@ def _run_in_workers(out: Path, seed: int, profile: str, jobs: list[str], n_worke
     running: dict[str, subprocess.Popen] = {}
     started: dict[str, float] = {}
 
-    def next_job() -> str | None:
-        """The first step of the plan whose prerequisites are built (as simulated_makespan assumes)."""
-        job = next((j for j in waiting if needs[j] <= done), None)
-        if job is not None:
-            waiting.remove(job)
-        return job
-
     try:
         while True:
-            while len(running) < n_workers and (job := next_job()) is not None:
+            while len(running) < n_workers and (job := _take_ready(waiting, needs, done)) is not None:
                 started[job] = time.time()
                 running[job] = subprocess.Popen(_job_command(out, job, seed, profile),
                                                 env={**env, PROGRESS_ENV: str(bar.report_file(job))})
