@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -582,5 +583,19 @@ def main(argv: list[str] | None = None) -> int:
         return code
 
 
+def console_main() -> int:
+    """The `harness` executable: main(), then a quick exit.
+
+    By the time main() returns every result is written and closed. What is left is the interpreter's
+    final garbage collection, which walks every object torch, torchvision and open_clip created at
+    import: 1.5-3 s on a 2-core machine (BENCHMARKS.md). Frozen objects are skipped by that walk;
+    atexit handlers (logging's flush, multiprocessing's clean-up) still run. Not done in main(),
+    which tests call in-process.
+    """
+    code = main()
+    gc.freeze()
+    return code
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(console_main())

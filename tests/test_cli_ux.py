@@ -156,3 +156,19 @@ def test_console_script_exit_statuses_in_a_fresh_process(tmp_path) -> None:
     assert status("--version") == 0
     assert status("run", "--bogus") == 2
     assert status("train", "--shards", str(tmp_path), "--out", str(tmp_path / "t"), "--gpus", "0") == 1
+
+
+def test_the_installed_script_freezes_the_heap_after_main_returns(tmp_path) -> None:
+    """`harness` is console_main: main's exit status, then gc.freeze(), so the interpreter's final
+    collection skips the objects torch and open_clip made at import (BENCHMARKS.md: 2.2-2.5 s -> 0.5 s
+    from the last line to exit)."""
+    from importlib.metadata import entry_points
+
+    (script,) = [e for e in entry_points(group="console_scripts") if e.name == "harness"]
+    assert script.value == "harness.cli:console_main"
+    probe = ("import gc, sys; from harness.cli import console_main; sys.argv = ['harness', *sys.argv[1:]]; "
+             "code = console_main(); print(code, gc.get_freeze_count() > 0)")
+    for argv, expected in ((["--version"], "0 True"), (["run", "--bogus"], "2 True")):
+        out = subprocess.run([sys.executable, "-c", probe, *argv], cwd=tmp_path, capture_output=True, text=True,
+                             env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}).stdout
+        assert out.strip().splitlines()[-1] == expected
